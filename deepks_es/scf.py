@@ -1,0 +1,272 @@
+"""The DeePKS correction inside a PySCF SCF loop.
+
+E_tot[dm] = E_base[dm] + e_delta[dm],   fock = fock_base[dm] + v_delta,   v_delta = d e_delta / d dm
+(DeePKS, Chen et al., JCTC 17, 170 (2021), Eqs. 2-4). The correction is attached the way PySCF attaches
+solvent models (pyscf/solvent/_attach_solvent.py): a mixin class set on the SCF object with
+``lib.set_class``; ``v_delta`` travels as a tag on the base ``veff`` and is added in ``get_fock`` (before
+DIIS), so it never enters ``vhf_last``, which incremental direct SCF reuses. ``undo_deepks()`` returns
+the plain object.
+
+Einsum alphabet: r,s AO; a atom; n radial shell; m magnetic number.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pyscf import lib
+from pyscf.lib import logger
+
+from . import kernels
+from .descriptor import make_descriptor
+from .errors import DeePKSInputError
+from .model import CorrectionModel
+from .projector import ipovlp_proj, make_proj_mol, ovlp_proj
+
+
+def _basis_key(name) -> str:
+    return str(name).lower().replace("-", "").replace("_", "") if isinstance(name, str) else repr(name)
+
+
+class DeePKSCorrection(lib.StreamObject):
+    """The correction for one molecule: projector overlaps, e_delta, v_delta and its nuclear gradient.
+
+    Attributes:
+        mol: the molecule.
+        model: a :class:`~deepks_es.model.CorrectionModel` (float64).
+
+    Saved results:
+        e_delta: float, Eh, of the last :meth:`kernel` call.
+        v_delta: (nao, nao) Eh, of the last :meth:`kernel` call.
+
+    Raises:
+        DeePKSInputError: when the molecule has an element the model has no parameters for.
+    """
+
+    _keys = {"mol", "model", "verbose", "stdout", "e_delta", "v_delta"}
+
+    def __init__(self, mol, model: CorrectionModel):
+        self.mol = mol
+        self.model = model.double().eval()
+        self.verbose = mol.verbose
+        self.stdout = mol.stdout
+        self.e_delta = None
+        self.v_delta = None
+        self._elem_index = model.element_index(mol.atom_charges())
+        self._ovlp_proj = None
+        self._pmol = None
+
+    def reset(self, mol=None):
+        if mol is not None:
+            self.mol = mol
+            self._elem_index = self.model.element_index(mol.atom_charges())
+        self._ovlp_proj = self._pmol = None
+        return self
+
+    def build(self):
+        """Projector overlaps for the current geometry (computed once per geometry)."""
+        if self._ovlp_proj is None:
+            self._pmol = make_proj_mol(self.mol, self.model.projector)
+            self._ovlp_proj = ovlp_proj(self.mol, self.model.projector, self._pmol)
+        return self
+
+    def dump_flags(self, verbose=None):
+        log = logger.new_logger(self, verbose)
+        p = self.model.projector
+        log.info("******** DeePKS correction ********")
+        log.info("model kind = %s, sha256 = %s, trained = %s", self.model.kind, self.model.settings.get("sha256"),
+                 self.model.settings.get("trained"))
+        log.info("projector: lmax = %d, %d radial (%s), %d functions per atom", p.lmax, p.nrad, p.contraction, p.nproj)
+        return self
+
+    def make_pdm(self, dm) -> list:
+        """Projected density blocks, list over l of (natm, nrad, 2l+1, 2l+1)."""
+        return kernels.make_pdm(np.asarray(dm), self.build()._ovlp_proj)
+
+    def make_descriptor(self, dm) -> np.ndarray:
+        """Descriptor (natm, ndesc) of density matrix ``dm``."""
+        with torch.no_grad():
+            return make_descriptor([torch.from_numpy(p) for p in self.make_pdm(dm)]).numpy()
+
+    def energy_and_gpdm(self, dm):
+        """e_delta (Eh) and d e_delta / d pdm (list over l of (natm, nrad, 2l+1, 2l+1)) by autograd."""
+        pdm = [torch.from_numpy(p).requires_grad_(True) for p in self.make_pdm(dm)]
+        e_delta = self.model(make_descriptor(pdm), self._elem_index)
+        gpdm = torch.autograd.grad(e_delta, pdm)
+        return float(e_delta.detach()), [g.numpy() for g in gpdm]
+
+    def kernel(self, dm):
+        """e_delta (Eh) and v_delta = d e_delta / d dm, (nao, nao) Eh, for a (nao, nao) density matrix."""
+        dm = np.asarray(dm)
+        if dm.ndim != 2:
+            raise ValueError(f"DeePKS correction needs a restricted (nao, nao) density matrix, got shape {dm.shape}")
+        e_delta, gpdm = self.energy_and_gpdm(dm)
+        self.e_delta = e_delta
+        self.v_delta = kernels.make_v_delta(gpdm, self._ovlp_proj)
+        return self.e_delta, self.v_delta
+
+    def grad(self, dm) -> np.ndarray:
+        """Gradient of e_delta w.r.t. nuclear positions at fixed dm, (natm, 3) Eh/bohr."""
+        dm = np.asarray(dm)
+        _, gpdm = self.energy_and_gpdm(dm)
+        ipovlp = ipovlp_proj(self.mol, self.model.projector, self._pmol)
+        ao_atom = np.repeat(np.arange(self.mol.natm), np.diff(self.mol.aoslice_by_atom()[:, 2:4], axis=1).ravel())
+        return kernels.make_de_delta(gpdm, dm, self._ovlp_proj, ipovlp, ao_atom)
+
+
+class _DeePKS:
+    """Tag: an SCF object carrying a DeePKS correction."""
+
+
+class SCFWithDeePKS(_DeePKS):
+    """Mixin adding e_delta to the energy and v_delta to the Fock matrix (see module docstring).
+
+    Attributes:
+        with_deepks: the :class:`DeePKSCorrection`.
+
+    Saved results (besides PySCF's):
+        scf_summary['e_delta']: the correction energy at convergence (Eh).
+    """
+
+    _keys = {"with_deepks"}
+
+    def __init__(self, mf, with_deepks):
+        self.__dict__.update(mf.__dict__)
+        self.with_deepks = with_deepks
+
+    def undo_deepks(self):
+        """The plain SCF object (same attributes, no correction)."""
+        obj = lib.view(self, lib.drop_class(self.__class__, SCFWithDeePKS, "DeePKS"))
+        del obj.with_deepks
+        return obj
+
+    def dump_flags(self, verbose=None):
+        super().dump_flags(verbose)
+        self.with_deepks.dump_flags(verbose)
+        return self
+
+    def reset(self, mol=None):
+        self.with_deepks.reset(mol)
+        return super().reset(mol)
+
+    def get_veff(self, mol=None, dm=None, *args, **kwargs):
+        if dm is None:
+            dm = self.make_rdm1()
+        vhf = super().get_veff(mol, dm, *args, **kwargs)
+        t0 = (logger.process_clock(), logger.perf_counter())
+        e_delta, v_delta = self.with_deepks.kernel(dm)
+        logger.timer_debug1(self, "DeePKS correction", *t0)
+        return lib.tag_array(vhf, e_delta=e_delta, v_delta=v_delta)
+
+    def get_fock(self, h1e=None, s1e=None, vhf=None, dm=None, *args, **kwargs):
+        if dm is None:
+            dm = self.make_rdm1()
+        if getattr(vhf, "v_delta", None) is None:
+            vhf = self.get_veff(self.mol, dm)
+        # v_delta must enter before DIIS extrapolation, which happens inside the base get_fock
+        return super().get_fock(h1e, s1e, vhf + vhf.v_delta, dm, *args, **kwargs)
+
+    def energy_elec(self, dm=None, h1e=None, vhf=None):
+        if dm is None:
+            dm = self.make_rdm1()
+        if getattr(vhf, "e_delta", None) is None:
+            vhf = self.get_veff(self.mol, dm)
+        e_elec, e_coul = super().energy_elec(dm, h1e, vhf)
+        self.scf_summary["e_delta"] = vhf.e_delta
+        logger.debug(self, "e_delta = %.12g", vhf.e_delta)
+        return e_elec + vhf.e_delta, e_coul
+
+    def density_fit(self, *args, **kwargs):
+        """Density fitting for the base functional; the correction is re-attached on top."""
+        return attach(self.undo_deepks().density_fit(*args, **kwargs), self.with_deepks.model)
+
+    def nuc_grad_method(self):
+        from .grad import make_grad_object
+
+        return make_grad_object(self)
+
+    Gradients = nuc_grad_method
+
+    def e_base(self, dm=None) -> float:
+        """Total energy of the base functional alone at ``dm`` (Eh)."""
+        plain = self.undo_deepks()
+        return plain.energy_tot(dm if dm is not None else self.make_rdm1())
+
+
+def attach(mf, model: CorrectionModel):
+    """Attach a correction model to a PySCF restricted KS/HF object.
+
+    Args:
+        mf: ``pyscf.dft.RKS`` (or ``scf.RHF``), optionally density-fitted.
+        model: a correction model; its ``settings['basis']``, when set, must match ``mf.mol.basis``.
+
+    Returns:
+        the same object with the correction mixin (a new class; ``mf.undo_deepks()`` reverts).
+
+    Raises:
+        DeePKSInputError: unrestricted/open-shell objects, a basis other than the model's, or an element
+            the model lacks.
+    """
+    from pyscf import scf
+
+    if not isinstance(mf, scf.hf.RHF) or isinstance(mf, scf.rohf.ROHF):
+        raise DeePKSInputError(
+            f"the DeePKS correction supports restricted closed-shell SCF (RKS/RHF), got {mf.__class__.__name__}"
+        )
+    basis = model.settings.get("basis")
+    if basis is not None and _basis_key(basis) != _basis_key(mf.mol.basis):
+        raise DeePKSInputError(
+            f"the model was trained in basis {basis}, the molecule uses {mf.mol.basis}; use --basis {basis} "
+            "or a model trained for this basis"
+        )
+    if isinstance(mf, _DeePKS):
+        mf = mf.undo_deepks()
+    obj = SCFWithDeePKS(mf, DeePKSCorrection(mf.mol, model))
+    return lib.set_class(obj, (SCFWithDeePKS, mf.__class__), "DeePKS" + mf.__class__.__name__)
+
+
+# The retry ladder: each rung changes these attributes and restarts from the last density matrix.
+RETRY_LADDER = (
+    ("damping", {"damp": 0.5, "diis_start_cycle": 8}),
+    ("level_shift", {"level_shift": 0.5, "damp": 0.0}),
+    ("second_order", None),
+)
+
+
+def run_scf(mf, dm0=None, ladder: bool = True):
+    """Run ``mf.kernel()``; if it does not converge, retry from the last density with damping, then a
+    level shift, then second-order (Newton) SCF.
+
+    Returns:
+        the SCF object that ran last (the Newton rung returns a new object). Its ``converged`` is PySCF's
+        flag, never overwritten; ``scf_attempts`` lists ``(rung, converged, cycles)`` per attempt.
+    """
+    attempts = []
+    cycles = {"n": 0}
+
+    def count(envs):
+        cycles["n"] += 1
+
+    def one(obj, name, dm):
+        cycles["n"] = 0
+        obj.callback = count
+        obj.kernel(dm0=dm)
+        attempts.append((name, bool(obj.converged), cycles["n"]))
+        obj.callback = None
+        return obj
+
+    mf = one(mf, "default", dm0)
+    if ladder:
+        for name, changes in RETRY_LADDER:
+            if mf.converged:
+                break
+            logger.warn(mf, "SCF not converged (e_tot = %.10f); retrying with %s", mf.e_tot, name)
+            dm = mf.make_rdm1()
+            if changes is None:
+                mf = mf.newton()
+            else:
+                for key, value in changes.items():
+                    setattr(mf, key, value)
+            mf = one(mf, name, dm)
+    mf.scf_attempts = attempts
+    return mf
