@@ -157,7 +157,9 @@ def _versions() -> dict:
 
     from . import __version__
 
-    return {"deepks_es": __version__, "torch": torch.__version__, "pyscf": pyscf.__version__, "numpy": np.__version__}
+    # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses
+    return {"deepks_es": str(__version__), "torch": str(torch.__version__), "pyscf": str(pyscf.__version__),
+            "numpy": str(np.__version__)}
 
 
 def content_hash(payload: dict) -> str:

@@ -1,0 +1,100 @@
+"""``deepks-es scf``: corrected SCF (energy, orbital energies, gap, optional forces) on structure files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import DeePKSInputError
+
+OUTPUT_SUFFIXES = (".json", ".extxyz", ".xyz")
+
+
+def add_parser(sub):
+    p = sub.add_parser("scf", help="SCF with the DeePKS correction on one or more structure files",
+                       description="PBE (or --xc) + DeePKS correction inside the PySCF SCF loop. Prints energy, "
+                       "e_delta, HOMO/LUMO/gap and (with --forces) forces for every structure.")
+    p.add_argument("inputs", nargs="+", metavar="FILE", help="xyz/extxyz files (all frames are run)")
+    p.add_argument("--model", default=None,
+                   help="correction model checkpoint (default: the shipped data/default_model.pt); "
+                   "'none' runs the plain base functional")
+    p.add_argument("--basis", default=None, help="AO basis (default: the model's, cc-pVDZ)")
+    p.add_argument("--xc", default=None, help="base functional (default: the model's, PBE)")
+    p.add_argument("--forces", action="store_true", help="also compute analytic forces")
+    p.add_argument("--density-fit", action="store_true", help="density fitting for J (and K) of the base functional")
+    p.add_argument("--output", default=None, metavar="PATH", help="write results: .json (for scripts) or .extxyz")
+    p.add_argument("--charge", type=int, default=None, help="total charge (default: from the comment line, else 0)")
+    p.add_argument("--multiplicity", type=int, default=None,
+                   help="2S+1 (default: from the comment line, else 1; only 1 is supported)")
+    p.add_argument("--conv-tol", type=float, default=None, help="SCF energy convergence (Eh, default 1e-10)")
+    p.add_argument("--max-cycle", type=int, default=100, help="SCF cycles per attempt of the retry ladder")
+    p.add_argument("--grid-level", type=int, default=3, help="PySCF DFT grid level (default 3)")
+    p.add_argument("--verbose", type=int, default=0, help="PySCF verbosity (4 logs every SCF cycle)")
+    return p
+
+
+def _load(args):
+    from ..model import default_model_path, load_model
+
+    if args.model is not None and args.model.lower() == "none":
+        return None, "none"
+    model = load_model(args.model)
+    return model, str(args.model or default_model_path())
+
+
+def _settings(args, model):
+    """Basis and xc: the flags, else the model's, else cc-pVDZ / PBE; a model never runs on other ones."""
+    basis = args.basis or (model.settings.get("basis") if model else None) or "cc-pVDZ"
+    xc = args.xc or (model.settings.get("xc") if model else None) or "PBE"
+    if model is not None and model.settings.get("xc") and xc.upper() != model.settings["xc"].upper():
+        raise DeePKSInputError(
+            f"the model corrects base functional {model.settings['xc']}, --xc {xc} was given; "
+            f"use --xc {model.settings['xc']} or a model trained on {xc}"
+        )
+    return basis, xc
+
+
+def run(args) -> int:
+    from ..calc import DEFAULT_CONV_TOL, build_scf, single_point
+    from ..output import summary, to_record, write_records
+    from ..scf import DeePKSCorrection
+    from ..structures import frame_to_mol, read_frames
+
+    if args.output and Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise DeePKSInputError(f"--output {args.output}: unknown suffix; use .json or .extxyz")
+    model, model_name = _load(args)
+    basis, xc = _settings(args, model)
+    frames = read_frames(args.inputs, charge=args.charge, multiplicity=args.multiplicity)
+    mols = [frame_to_mol(f, basis, verbose=args.verbose) for f in frames]
+    if model is not None:
+        for mol in mols:  # element and basis checks for every structure before any compute
+            DeePKSCorrection(mol, model)
+    meta = {
+        "model": model_name,
+        "model_sha256": model.settings.get("sha256") if model else None,
+        "model_trained": bool(model.settings.get("trained")) if model else None,
+        "basis": basis,
+        "xc": xc,
+        "density_fit": bool(args.density_fit),
+    }
+    if model is None:
+        print(f"method: {xc} / {basis} (no correction)")
+    else:
+        print(f"method: {xc} + DeePKS / {basis}   model: {model_name}  sha256 {meta['model_sha256'][:16]}")
+        if not meta["model_trained"]:
+            print(f"WARNING: this model is UNTRAINED ({model.settings.get('description')})")
+    records, failed = [], 0
+    for frame, mol in zip(frames, mols):
+        mf = build_scf(mol, xc=xc, model=model, density_fit=args.density_fit, grid_level=args.grid_level,
+                       conv_tol=args.conv_tol or DEFAULT_CONV_TOL, max_cycle=args.max_cycle)
+        records.append(to_record(frame, single_point(mf, forces=args.forces), meta))
+        failed += not records[-1]["converged"]
+        print(summary(records[-1]), flush=True)
+        if args.output:  # written after every structure: an interrupted run keeps what finished
+            write_records(frames[: len(records)], records, args.output)
+    if args.output:
+        print(f"results written to {args.output}")
+    if failed:
+        print(f"deepks-es: {failed} of {len(records)} SCF runs did not converge", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,100 @@
+"""Writing results: JSON for scripts, extxyz for ML-potential codes, and the terminal summary.
+
+This is the I/O boundary where atomic units become eV and Å (constants from ``pyscf.data.nist``).
+Sign convention: ``forces`` = -gradient.
+
+JSON record keys: name, source, symbols, charge, multiplicity, e_tot, e_delta (Eh), forces (eV/Å, natm x 3,
+or null), mo_energy (eV), mo_occ, homo, lumo, gap (eV), converged, cycles, scf_attempts, wall_s,
+model_sha256, model_trained, basis, xc, density_fit.
+extxyz: REF_energy (eV, = e_tot), REF_forces (eV/Å) and the scalars above in the info line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from pyscf.data.nist import BOHR, HARTREE2EV
+
+from .errors import DeePKSInputError
+
+EV_PER_ANG_PER_AU = HARTREE2EV / BOHR  # (eV/Å) per (Eh/bohr)
+
+
+def to_record(frame, result: dict, meta: dict) -> dict:
+    """Plain JSON-ready record (eV, Å units) of one structure's result; ``meta`` holds model_sha256,
+    model_trained, basis, xc, density_fit."""
+    ev = lambda x: None if x is None else float(x) * HARTREE2EV  # noqa: E731
+    forces = None if result["de"] is None else (-result["de"] * EV_PER_ANG_PER_AU).tolist()
+    return {
+        "name": frame.name,
+        "source": frame.source,
+        "symbols": frame.symbols,
+        "charge": frame.charge,
+        "multiplicity": frame.multiplicity,
+        "e_tot": result["e_tot"],
+        "e_delta": result["e_delta"],
+        "forces": forces,
+        "mo_energy": (np.asarray(result["mo_energy"]) * HARTREE2EV).tolist(),
+        "mo_occ": np.asarray(result["mo_occ"]).tolist(),
+        "homo": ev(result["homo"]),
+        "lumo": ev(result["lumo"]),
+        "gap": ev(result["gap"]),
+        "converged": result["converged"],
+        "cycles": result["cycles"],
+        "scf_attempts": result["scf_attempts"],
+        "wall_s": result["wall_s"],
+        **meta,
+    }
+
+
+def write_records(frames, records: list, path) -> None:
+    """Write records to ``path``, format by suffix: ``.json`` (a list, or one object for one structure)
+    or ``.extxyz``/``.xyz`` (ASE extended XYZ).
+
+    Raises:
+        DeePKSInputError: for another suffix.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        path.write_text(json.dumps(records[0] if len(records) == 1 else records, indent=1) + "\n")
+    elif suffix in (".extxyz", ".xyz"):
+        import ase
+        import ase.io
+
+        images = []
+        for frame, rec in zip(frames, records):
+            atoms = ase.Atoms(numbers=frame.numbers, positions=frame.positions_ang)
+            atoms.info["REF_energy"] = rec["e_tot"] * HARTREE2EV
+            for key in ("name", "charge", "multiplicity", "e_tot", "e_delta", "homo", "lumo", "gap", "converged",
+                        "cycles", "wall_s", "model_sha256", "basis", "xc"):
+                if rec.get(key) is not None:
+                    atoms.info[key] = rec[key]
+            if rec["forces"] is not None:
+                atoms.arrays["REF_forces"] = np.asarray(rec["forces"])
+            images.append(atoms)
+        ase.io.write(str(path), images, format="extxyz")
+    else:
+        raise DeePKSInputError(f"--output {path}: unknown suffix {suffix!r}; use .json or .extxyz")
+
+
+def summary(rec: dict) -> str:
+    """Readable multi-line summary of one record (energies in Eh, orbital energies in eV)."""
+    fmt = lambda x: "n/a" if x is None else f"{x:.4f} eV"  # noqa: E731
+    conv = "yes" if rec["converged"] else "NO (last energy shown)"
+    lines = [
+        f"{rec['name']}  ({len(rec['symbols'])} atoms, charge {rec['charge']}, multiplicity {rec['multiplicity']})",
+        f"  e_tot      {rec['e_tot']:.10f} Eh",
+        f"  e_delta    {rec['e_delta']:.10f} Eh",
+        f"  HOMO {fmt(rec['homo'])}   LUMO {fmt(rec['lumo'])}   gap {fmt(rec['gap'])}",
+        f"  converged  {conv} after {rec['cycles']} cycles"
+        + (f" (retries: {', '.join(a[0] for a in rec['scf_attempts'][1:])})" if len(rec["scf_attempts"]) > 1 else ""),
+    ]
+    if rec["forces"] is not None:
+        lines.append("  forces (eV/Å):")
+        for sym, f in zip(rec["symbols"], rec["forces"]):
+            lines.append(f"    {sym:<2s} {f[0]:12.6f} {f[1]:12.6f} {f[2]:12.6f}")
+    lines.append(f"  wall time  {rec['wall_s']:.1f} s")
+    return "\n".join(lines)
