@@ -12,6 +12,8 @@ Einsum alphabet: r,s AO; a atom; n radial shell; m magnetic number.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from pyscf import lib
@@ -22,6 +24,18 @@ from .descriptor import make_descriptor
 from .errors import DeePKSInputError
 from .model import CorrectionModel
 from .projector import ipovlp_proj, make_proj_mol, ovlp_proj
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """The model's tensors are tiny (natm x ndesc): one torch thread avoids thread-pool overhead, which
+    costs ~50x on a loaded 2-core machine (measured in benchmarks/). Restores the previous setting."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _basis_key(name) -> str:
@@ -91,8 +105,9 @@ class DeePKSCorrection(lib.StreamObject):
     def energy_and_gpdm(self, dm):
         """e_delta (Eh) and d e_delta / d pdm (list over l of (natm, nrad, 2l+1, 2l+1)) by autograd."""
         pdm = [torch.from_numpy(p).requires_grad_(True) for p in self.make_pdm(dm)]
-        e_delta = self.model(make_descriptor(pdm), self._elem_index)
-        gpdm = torch.autograd.grad(e_delta, pdm)
+        with _one_torch_thread():
+            e_delta = self.model(make_descriptor(pdm), self._elem_index)
+            gpdm = torch.autograd.grad(e_delta, pdm)
         return float(e_delta.detach()), [g.numpy() for g in gpdm]
 
     def kernel(self, dm):

@@ -1,0 +1,46 @@
+"""Shared fixtures: real water clusters from data/water (see data/water/PROVENANCE.md) and models."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from deepks_es import build_model  # noqa: E402
+from deepks_es.structures import frame_to_mol, read_frames  # noqa: E402
+
+WATER = Path(__file__).resolve().parent.parent / "data" / "water"
+
+
+def water_mol(name: str, basis: str = "cc-pVDZ"):
+    """A built PySCF molecule of a bundled real water cluster (e.g. '2Cs', the BEGDB dimer)."""
+    return frame_to_mol(read_frames([WATER / f"{name}.xyz"])[0], basis)
+
+
+def random_model(seed: int = 0, scale: float = 0.01, **kwargs):
+    """A production-architecture eigen model (H, O) with small random weights: a non-zero correction."""
+    model = build_model("eigen", elements=[1, 8], **kwargs)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
+    return model
+
+
+def random_symmetric(n: int, seed: int) -> np.ndarray:
+    a = np.random.default_rng(seed).standard_normal((n, n))
+    return (a + a.T) / 2
+
+
+@pytest.fixture(scope="session")
+def dimer():
+    return water_mol("2Cs")
+
+
+@pytest.fixture(scope="session")
+def monomer():
+    return water_mol("H2O")

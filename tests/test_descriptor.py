@@ -1,0 +1,71 @@
+"""Descriptors are invariant under rotation and permute with the atoms; e_delta is invariant under both.
+
+The density used is PySCF's MINAO superposition-of-atoms guess, which is exactly covariant under rotations
+and permutations of the molecule, so the checks hold to round-off (1e-10) without SCF noise.
+"""
+
+import numpy as np
+import torch
+from conftest import random_model, water_mol
+from pyscf import dft, gto
+from scipy.spatial.transform import Rotation
+
+from deepks_es.scf import DeePKSCorrection
+
+
+def _minao(mol):
+    return dft.RKS(mol).get_init_guess(key="minao")
+
+
+def _moved(mol, coords=None, order=None):
+    atoms = [(mol.atom_symbol(a), mol.atom_coord(a)) for a in range(mol.natm)]
+    if coords is not None:
+        atoms = [(s, c) for (s, _), c in zip(atoms, coords)]
+    if order is not None:
+        atoms = [atoms[i] for i in order]
+    return gto.M(atom=atoms, unit="Bohr", basis=mol.basis, verbose=0)
+
+
+def test_rotation_invariance():
+    mol = water_mol("6PR")  # BEGDB hexamer prism, a real 3D cluster
+    model = random_model()
+    corr = DeePKSCorrection(mol, model)
+    desc = corr.make_descriptor(_minao(mol))
+    e_delta = corr.kernel(_minao(mol))[0]
+    for seed in range(3):
+        rot = Rotation.random(random_state=seed).as_matrix()
+        centre = mol.atom_coords().mean(0)
+        rmol = _moved(mol, coords=(mol.atom_coords() - centre) @ rot.T + np.array([0.3, -1.2, 2.0]))
+        rcorr = DeePKSCorrection(rmol, model)
+        np.testing.assert_allclose(rcorr.make_descriptor(_minao(rmol)), desc, atol=1e-10, rtol=0)
+        assert abs(rcorr.kernel(_minao(rmol))[0] - e_delta) < 1e-10
+
+
+def test_permutation_invariance():
+    mol = water_mol("6PR")
+    model = random_model(seed=3)
+    corr = DeePKSCorrection(mol, model)
+    desc = corr.make_descriptor(_minao(mol))
+    e_delta = corr.kernel(_minao(mol))[0]
+    # swap whole molecules and the two H atoms inside the first one
+    order = list(range(3, 18)) + [0, 2, 1]
+    pmol = _moved(mol, order=order)
+    pcorr = DeePKSCorrection(pmol, model)
+    np.testing.assert_allclose(pcorr.make_descriptor(_minao(pmol)), desc[order], atol=1e-10, rtol=0)
+    assert abs(pcorr.kernel(_minao(pmol))[0] - e_delta) < 1e-10
+
+
+def test_descriptor_shape_and_monomer_values(monomer):
+    """108 eigenvalues per atom; a projected density is positive semi-definite, so none is negative."""
+    desc = DeePKSCorrection(monomer, random_model()).make_descriptor(_minao(monomer))
+    assert desc.shape == (3, 108)
+    assert desc.min() > -1e-12
+    assert desc[0].max() > 0.1  # the O 1s region holds about 2 electrons: a large s-shell eigenvalue
+
+
+def test_model_is_float64_and_batched():
+    model = random_model()
+    d = torch.rand(4, 3, 108, dtype=torch.float64)
+    e = model(d, torch.tensor([1, 0, 0]))
+    assert e.shape == (4,) and e.dtype == torch.float64
+    np.testing.assert_allclose(e[2].item(), model(d[2], torch.tensor([1, 0, 0])).item(), rtol=1e-14)
