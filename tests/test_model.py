@@ -1,0 +1,92 @@
+"""Model registry and checkpoints: round trip with weights_only, hash and settings checks."""
+
+import pytest
+import torch
+from conftest import random_model, water_mol
+
+from deepks_es import DeePKSInputError, attach, build_model, load_model, save_model
+from deepks_es.calc import build_scf
+from deepks_es.model import MODELS, default_model_path
+from deepks_es.structures import Frame, frame_to_mol
+
+
+def test_registry_and_unknown_kind():
+    assert "eigen" in MODELS
+    with pytest.raises(DeePKSInputError, match="unknown model kind 'nope'"):
+        build_model("nope")
+
+
+def test_round_trip_weights_only(tmp_path):
+    model = random_model(seed=5, hidden=(16, 8))
+    path = tmp_path / "m.pt"
+    sha = save_model(model, path, basis="cc-pVDZ", xc="PBE", trained=True, description="test")
+    raw = torch.load(path, weights_only=True)  # plain types only: no code runs from a model file
+    assert raw["sha256"] == sha and raw["init_args"]["hidden"] == [16, 8]
+    loaded = load_model(path)
+    assert loaded.settings == {"basis": "cc-pVDZ", "xc": "PBE", "trained": True, "description": "test", "sha256": sha}
+    d = torch.rand(5, 108, dtype=torch.float64)
+    idx = torch.tensor([1, 0, 0, 1, 0])
+    assert torch.equal(model(d, idx), loaded(d, idx))
+
+
+def test_tampered_file_is_refused(tmp_path):
+    path = tmp_path / "m.pt"
+    save_model(random_model(), path, basis="cc-pVDZ", xc="PBE", trained=True)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["e_shift"] += 1e-3  # edit a weight, keep the stored hash
+    torch.save(payload, path)
+    with pytest.raises(DeePKSInputError, match="fails its SHA-256 check"):
+        load_model(path)
+
+
+def test_missing_and_foreign_files(tmp_path):
+    with pytest.raises(DeePKSInputError, match="not found"):
+        load_model(tmp_path / "absent.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(DeePKSInputError, match="not a readable deepks-es checkpoint"):
+        load_model(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(DeePKSInputError, match="not a deepks-es checkpoint"):
+        load_model(other)
+
+
+def test_default_model_ships_and_says_untrained():
+    model = load_model()
+    assert default_model_path().is_file()
+    assert model.settings["basis"] == "cc-pVDZ" and model.settings["xc"] == "PBE"
+    assert model.kind == "eigen" and model.projector.nproj == 108
+
+
+def test_model_for_another_basis_is_refused(tmp_path):
+    path = tmp_path / "m.pt"
+    save_model(random_model(), path, basis="cc-pVDZ", xc="PBE", trained=True)
+    mol = water_mol("H2O", basis="6-31G")
+    with pytest.raises(DeePKSInputError, match="trained in basis cc-pVDZ"):
+        build_scf(mol, model=load_model(path))
+
+
+def test_element_without_parameters_is_refused():
+    import numpy as np
+
+    methane = Frame("CH4", "test", np.array([6, 1, 1, 1, 1]),
+                    np.array([[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63],
+                              [0.63, -0.63, -0.63]], dtype=float))
+    mol = frame_to_mol(methane)
+    with pytest.raises(DeePKSInputError, match="no parameters for element"):
+        attach(build_scf(mol), random_model())
+
+
+def test_model_for_another_projector_is_refused(tmp_path):
+    """A checkpoint whose projector settings do not match its weights (e.g. edited, hash recomputed)."""
+    from deepks_es.model import content_hash
+
+    path = tmp_path / "m.pt"
+    save_model(random_model(), path, basis="cc-pVDZ", xc="PBE", trained=True)
+    payload = torch.load(path, weights_only=True)
+    payload["init_args"]["projector"]["lmax"] = 1
+    payload["sha256"] = content_hash(payload)
+    torch.save(payload, path)
+    with pytest.raises(DeePKSInputError, match="weights do not fit its settings"):
+        load_model(path)
