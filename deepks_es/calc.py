@@ -46,7 +46,7 @@ def single_point(mf, forces: bool = False) -> dict:
     Returns:
         dict with ``e_tot``, ``e_delta`` (Eh; 0.0 without a correction), ``de`` ((natm, 3) Eh/bohr or
         None), ``mo_energy`` (Eh), ``mo_occ``, ``homo``, ``lumo``, ``gap`` (Eh), ``converged``, ``cycles``
-        (all attempts), ``scf_attempts``, ``wall_s``.
+        (all attempts), ``scf_attempts``, ``wall_s``, and ``mf``, the SCF object that ran last.
     """
     t0 = time.perf_counter()
     mf = run_scf(mf)
@@ -67,4 +67,5 @@ def single_point(mf, forces: bool = False) -> dict:
         "cycles": int(sum(a[2] for a in mf.scf_attempts)),
         "scf_attempts": [list(a) for a in mf.scf_attempts],
         "wall_s": time.perf_counter() - t0,
+        "mf": mf,
     }

@@ -28,6 +28,7 @@ class Frame:
         charge: total charge (e).
         multiplicity: 2S+1.
         info: the file's per-frame key=value fields (extxyz comment line).
+        error: why the frame cannot be run ("" when it can; see :func:`read_frames` ``check``).
     """
 
     name: str
@@ -37,6 +38,7 @@ class Frame:
     charge: int = 0
     multiplicity: int = 1
     info: dict | None = None
+    error: str = ""
 
     @property
     def symbols(self) -> list:
@@ -89,44 +91,76 @@ def check_frame(frame: Frame, restricted: bool = True) -> Frame:
     return frame
 
 
-def read_frames(paths, charge: int | None = None, multiplicity: int | None = None, restricted: bool = True) -> list:
-    """Read every frame of every file (xyz, extxyz; format from the suffix, through ``ase.io.read``).
+STRUCTURE_SUFFIXES = (".xyz", ".extxyz")
+
+
+def _expand(paths) -> list:
+    """Files as given; folders: DeePMD systems (a ``type.raw`` inside) and xyz/extxyz files below them."""
+    out = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            systems = sorted(p.parent for p in path.rglob("type.raw"))
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in STRUCTURE_SUFFIXES)
+            if not systems and not files:
+                raise DeePKSInputError(f"folder {path} holds no xyz/extxyz file and no DeePMD system (type.raw)")
+            out += systems + files
+        elif path.exists():
+            out.append(path)
+        else:
+            raise DeePKSInputError(f"structure file {path} not found")
+    return out
+
+
+def _read_images(path: Path) -> list:
+    """ASE Atoms of every frame of a file, or of a DeePMD system folder (through dpdata)."""
+    try:
+        if path.is_dir():
+            import dpdata
+
+            system = dpdata.System(str(path), fmt="deepmd/npy")
+            return system.to("ase/structure")
+        import ase.io
+
+        return ase.io.read(str(path), index=":")
+    except Exception as exc:  # ASE and dpdata raise many types for malformed input
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kind = "DeePMD system" if path.is_dir() else "structure file"
+        raise DeePKSInputError(
+            f"cannot read {kind} {path}: {msg}; give xyz/extxyz files (format from the suffix) or DeePMD "
+            "system folders"
+        ) from None
+
+
+def read_frames(paths, charge: int | None = None, multiplicity: int | None = None, restricted: bool = True,
+                check: bool = True) -> list:
+    """Read every frame of every input: xyz/extxyz files (through ``ase.io.read``, format from the suffix),
+    DeePMD system folders (through dpdata), or folders holding either.
 
     Charge and multiplicity come from the flags when given, else from each frame's comment line
     (``charge=``, ``multiplicity=``/``mult=``, or PySCF's ``spin=`` = 2S), else 0 and 1.
 
+    Args:
+        check: raise on the first frame failing :func:`check_frame` or periodic (default); with False
+            such frames are returned with their message in ``Frame.error`` (batch labelling records
+            them per frame and goes on).
+
     Returns:
-        list of checked :class:`Frame`.
+        list of :class:`Frame`.
 
     Raises:
-        DeePKSInputError: a missing or unreadable file, a periodic frame, or a frame failing
-            :func:`check_frame`.
+        DeePKSInputError: a missing or unreadable file or folder; with ``check``, a periodic frame or a
+            frame failing :func:`check_frame`.
     """
-    import ase.io
-
     frames = []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise DeePKSInputError(f"structure file {path} not found")
-        try:
-            images = ase.io.read(str(path), index=":")
-        except Exception as exc:  # ASE raises many types for malformed files
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DeePKSInputError(
-                f"cannot read structure file {path}: {msg}; give an xyz/extxyz file (format from the suffix)"
-            ) from None
+    for path in _expand(paths):
+        images = _read_images(path)
         if not images:
             raise DeePKSInputError(f"structure file {path} holds no structure")
+        stem = path.name if path.is_dir() else path.stem
         for k, atoms in enumerate(images):
-            name = path.stem if len(images) == 1 else f"{path.stem}:{k}"
-            if atoms.pbc.any():
-                raise DeePKSInputError(
-                    f"{path} ({name}) is periodic (pbc={atoms.pbc.tolist()}); deepks-es treats finite "
-                    "clusters: cut a cluster or set pbc=F"
-                )
             info = dict(atoms.info)
             frame = Frame(
-                name=name,
+                name=stem if len(images) == 1 else f"{stem}:{k}",
                 source=str(path),
                 numbers=np.asarray(atoms.numbers, dtype=int),
                 positions_ang=np.asarray(atoms.positions, dtype=float),
@@ -134,7 +168,18 @@ def read_frames(paths, charge: int | None = None, multiplicity: int | None = Non
                 multiplicity=int(multiplicity if multiplicity is not None else (_spin_from_info(info) or 1)),
                 info=info,
             )
-            frames.append(check_frame(frame, restricted))
+            try:
+                if atoms.pbc.any():
+                    raise DeePKSInputError(
+                        f"{path} ({frame.name}) is periodic (pbc={atoms.pbc.tolist()}); deepks-es treats finite "
+                        "clusters: cut a cluster or set pbc=F"
+                    )
+                check_frame(frame, restricted)
+            except DeePKSInputError as exc:
+                if check:
+                    raise
+                frame.error = str(exc)
+            frames.append(frame)
     return frames
 
 

@@ -11,9 +11,9 @@ import argparse
 import sys
 
 from ..errors import DeePKSInputError
-from . import scf
+from . import export, label, scf
 
-COMMANDS = {"scf": scf}
+COMMANDS = {"scf": scf, "label": label, "export": export}
 
 
 def build_parser() -> argparse.ArgumentParser:

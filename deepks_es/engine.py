@@ -1,0 +1,113 @@
+"""Batch labelling on Dask: workers label frames, the calling process alone writes the store.
+
+By default a ``distributed.LocalCluster`` of ``workers`` processes is started, each running one task at a
+time with ``threads_per_worker`` OpenMP threads (OPENBLAS_NUM_THREADS=1, the fastest setting measured on
+2 cores); with ``scheduler`` the same batch runs on an existing cluster (e.g. one started by
+dask-jobqueue on Slurm). Finished frames are written as they complete, so a killed run loses only the
+frames in flight and a rerun skips every frame already stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+
+from .methods import LabelSpec, label_frame
+from .store import LabelStore, frame_key
+
+
+@dataclass
+class BatchSummary:
+    """Counts of a batch: ``done`` (labelled now, converged), ``unconverged``, ``failed`` (error recorded),
+    ``skipped`` (already in the store), and the wall time in s."""
+
+    done: int = 0
+    unconverged: int = 0
+    failed: int = 0
+    skipped: int = 0
+    wall_s: float = 0.0
+
+    def line(self) -> str:
+        return (f"done {self.done}, unconverged {self.unconverged}, failed {self.failed}, "
+                f"skipped (already stored) {self.skipped}, wall {self.wall_s:.1f} s")
+
+
+def key_of(frame, spec: LabelSpec) -> str:
+    return frame_key(frame.numbers, frame.positions_ang, frame.charge, frame.multiplicity, spec.method, spec.basis,
+                     spec.model_sha256)
+
+
+def _client(workers: int, threads_per_worker: int, scheduler: str | None):
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler), None
+    env = {"OMP_NUM_THREADS": str(threads_per_worker), "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           env=env, silence_logs=logging.ERROR)
+    return Client(cluster), cluster
+
+
+def run_batch(frames, spec: LabelSpec, store: LabelStore, workers: int = 1, threads_per_worker: int = 2,
+              scheduler: str | None = None, retry_failed: bool = False, progress: bool = True, log=print) -> BatchSummary:
+    """Label every frame not yet in ``store`` and write each record as it finishes.
+
+    Args:
+        frames: :class:`deepks_es.structures.Frame` list (frames with ``error`` are recorded as failed).
+        spec: a validated :class:`LabelSpec`; ``spec.threads`` is set to ``threads_per_worker``.
+        retry_failed: also rerun frames stored with an error (their records are replaced).
+        log: where one line per failed frame goes.
+
+    Returns:
+        the :class:`BatchSummary`.
+    """
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    spec.threads = threads_per_worker
+    summary = BatchSummary()
+    todo, seen = [], set()
+    for frame in frames:
+        key = key_of(frame, spec)
+        stored = key in store
+        if key in seen or (stored and not (retry_failed and store.read(key)["error"])):
+            summary.skipped += 1
+            continue
+        seen.add(key)
+        todo.append((frame, key))
+    if not todo:
+        summary.wall_s = time.perf_counter() - t0
+        return summary
+    client, cluster = _client(workers, threads_per_worker, scheduler)
+    try:
+        futures = [client.submit(label_frame, frame, key, spec, pure=False, key=f"label-{key}") for frame, key in todo]
+        names = {f.key: frame.name for f, (frame, _) in zip(futures, todo)}
+        bar = tqdm(total=len(todo), desc="labelling", unit="frame", disable=not progress)
+        for future in as_completed(futures):
+            try:
+                record = future.result()
+            except Exception as exc:  # the worker process died (e.g. out of memory): record the frame as failed
+                frame, key = next(t for t in todo if f"label-{t[1]}" == future.key)
+                record = label_frame(replace(frame, error=f"worker died: {exc}"), key, spec)
+            store.write(record, overwrite=retry_failed)
+            if record["error"]:
+                summary.failed += 1
+                log(f"frame {names[future.key]}: {record['error']}")
+            elif not record["converged"]:
+                summary.unconverged += 1
+                log(f"frame {names[future.key]}: SCF not converged after the retry ladder")
+            else:
+                summary.done += 1
+            bar.set_postfix(failed=summary.failed + summary.unconverged)
+            bar.update()
+            future.release()
+        bar.close()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+        store.merge()
+    summary.wall_s = time.perf_counter() - t0
+    return summary

@@ -1,0 +1,111 @@
+"""Exporting a label store for ML-potential codes: extxyz (MACE, NequIP, ...) and DeePMD-kit data.
+
+This is an I/O boundary: energies leave in eV and forces in eV/Å (constants from ``pyscf.data.nist``);
+forces = -gradient. Positions stay in Å.
+
+- ``extxyz`` (through ASE): info ``REF_energy`` (eV), ``charge``, ``multiplicity``, ``config_type`` (the
+  stem of the frame's structure file), ``name``, ``converged``; per-atom ``REF_forces`` (eV/Å), left out
+  for frames labelled without forces.
+- ``deepmd`` / ``deepmd-mixed`` (through dpdata): ``deepmd/npy`` with one folder per composition, or
+  ``deepmd/npy/mixed`` with one folder per atom count; finite clusters (a ``nopbc`` file in each folder);
+  the type map is the elements of the exported frames sorted by atomic number, and within each frame the
+  atoms are written in type-map order. Every frame needs forces.
+
+Unconverged and failed frames are left out unless ``include_unconverged`` (which keeps unconverged
+frames, flagged ``converged=False`` in extxyz, and never failed ones).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pyscf.data.nist import HARTREE2EV
+
+from .errors import DeePKSInputError
+from .output import EV_PER_ANG_PER_AU
+from .store import LabelStore
+
+FORMATS = ("extxyz", "deepmd", "deepmd-mixed")
+
+
+def export(store_path, fmt: str, output, include_unconverged: bool = False) -> int:
+    """Write the store's frames to ``output`` (a file for extxyz, a folder for deepmd) in format ``fmt``.
+
+    Returns:
+        the number of frames written.
+
+    Raises:
+        DeePKSInputError: an unknown ``fmt``, a missing store, no frame to export, or (deepmd) a frame
+            without forces.
+    """
+    if fmt not in FORMATS:
+        raise DeePKSInputError(f"export format {fmt!r} unknown; use one of {', '.join(FORMATS)}")
+    store = LabelStore(store_path)
+    records = store.records(include_unconverged=include_unconverged, matrices=False)
+    if not records:
+        kind = "usable" if include_unconverged else "converged"
+        raise DeePKSInputError(
+            f"label store {store_path} holds no {kind} frame to export ({len(store)} records in all); "
+            "label more frames" + ("" if include_unconverged else " or pass --include-unconverged")
+        )
+    if fmt == "extxyz":
+        _write_extxyz(records, output)
+    else:
+        _write_deepmd(records, output, mixed=fmt == "deepmd-mixed", store_path=store_path)
+    return len(records)
+
+
+def _write_extxyz(records: list, output) -> None:
+    import ase
+    import ase.io
+
+    images = []
+    for rec in records:
+        atoms = ase.Atoms(numbers=rec["numbers"], positions=rec["positions_ang"])
+        atoms.info.update(
+            REF_energy=rec["e_tot"] * HARTREE2EV,
+            charge=rec["charge"],
+            multiplicity=rec["multiplicity"],
+            config_type=Path(rec["source"]).stem,
+            name=rec["name"],
+            converged=rec["converged"],
+        )
+        if rec["forces"] is not None:
+            atoms.arrays["REF_forces"] = rec["forces"] * EV_PER_ANG_PER_AU
+        images.append(atoms)
+    ase.io.write(str(output), images, format="extxyz")
+
+
+def _write_deepmd(records: list, output, mixed: bool, store_path) -> None:
+    try:
+        import dpdata
+    except ImportError:
+        raise ImportError("deepmd export needs dpdata: pip install dpdata") from None
+    from ase.data import chemical_symbols
+
+    lacking = [rec["name"] for rec in records if rec["forces"] is None]
+    if lacking:
+        raise DeePKSInputError(
+            f"label store {store_path}: {len(lacking)} frame(s) have no forces (first: {lacking[0]}) and deepmd "
+            "data needs them; label with --forces"
+        )
+    elements = sorted({int(z) for rec in records for z in rec["numbers"]})
+    type_map = [chemical_symbols[z] for z in elements]
+    systems = dpdata.MultiSystems(type_map=list(type_map))  # groups frames by composition
+    for rec in records:
+        types = np.searchsorted(elements, rec["numbers"])
+        order = np.argsort(types, kind="stable")
+        data = {
+            "atom_names": list(type_map),
+            "atom_numbs": np.bincount(types, minlength=len(type_map)).tolist(),
+            "atom_types": types[order],
+            "coords": rec["positions_ang"][order][None],  # (1, natm, 3) Å
+            "cells": np.zeros((1, 3, 3)),
+            "orig": np.zeros(3),
+            "nopbc": True,
+            "energies": np.array([rec["e_tot"] * HARTREE2EV]),  # (1,) eV
+            "forces": (rec["forces"] * EV_PER_ANG_PER_AU)[order][None],  # (1, natm, 3) eV/Å
+        }
+        systems.append(dpdata.LabeledSystem(data=data))
+    systems.to("deepmd/npy/mixed" if mixed else "deepmd/npy", str(output))

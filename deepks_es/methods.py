@@ -1,0 +1,206 @@
+"""Labelling methods: one frame in, one record out (the unit of work of ``deepks-es label``).
+
+Methods:
+    pbe       PySCF RKS, xc='PBE'
+    hse06     PySCF RKS, xc='HSE06' as is (Libxc id 428, omega = 0.11 bohr^-1, 25% short-range exchange;
+              never set ``omega``: that changes the functional). Other codes' "HSE06" differ at mEh.
+    deepks    the base functional of the model + DeePKS correction; several models = a committee
+    ccsd      RHF + CCSD, energies only
+    ccsd(t)   RHF + CCSD(T), energies only
+
+Records are plain dicts in atomic units (see :mod:`deepks_es.store` for the fields); ``forces`` = -gradient.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .calc import DEFAULT_CONV_TOL, build_scf, single_point
+from .errors import DeePKSInputError
+
+METHODS = ("pbe", "hse06", "deepks", "ccsd", "ccsd(t)")
+ENERGY_ONLY = ("ccsd", "ccsd(t)")
+XC = {"pbe": "PBE", "hse06": "HSE06"}
+
+
+@dataclass
+class LabelSpec:
+    """Everything a worker needs to label a frame (plain, picklable).
+
+    Attributes:
+        method: one of ``METHODS``.
+        basis: AO basis.
+        forces: compute analytic forces (not for energy-only methods).
+        density_fit: density fitting for the SCF.
+        grid_level: PySCF DFT grid level.
+        save_matrices: also return dm, fock, ovlp, mo_coeff (AO basis, Eh).
+        model_paths: checkpoints for ``deepks`` (one, or several for a committee).
+        model_sha256: their hashes, checked again when a worker loads them.
+        threads: OpenMP threads inside each task.
+        xc: the base functional, set by :meth:`validate` ("" for the energy-only methods).
+    """
+
+    method: str
+    basis: str = "cc-pVDZ"
+    forces: bool = False
+    density_fit: bool = False
+    grid_level: int = 3
+    save_matrices: bool = False
+    model_paths: list = field(default_factory=list)
+    model_sha256: list = field(default_factory=list)
+    conv_tol: float = DEFAULT_CONV_TOL
+    threads: int = 1
+    xc: str = ""
+
+    def validate(self) -> "LabelSpec":
+        """Check the combination and load every model once (hash check) before any compute.
+
+        Raises:
+            DeePKSInputError: unknown method, forces or matrices with an energy-only method, a model
+                given for a method other than deepks, or a bad model file.
+        """
+        from .model import load_model
+
+        if self.method not in METHODS:
+            raise DeePKSInputError(f"--method {self.method!r} is unknown; use one of {', '.join(METHODS)}")
+        if self.method in ENERGY_ONLY and self.forces:
+            raise DeePKSInputError(f"--method {self.method} gives energies only; drop --forces")
+        if self.method in ENERGY_ONLY and self.save_matrices:
+            raise DeePKSInputError(f"--method {self.method} has no Kohn-Sham matrices; drop --save-matrices")
+        if self.method != "deepks" and self.model_paths:
+            raise DeePKSInputError(f"--model is only used with --method deepks, not {self.method}")
+        if self.method == "deepks":
+            from .model import default_model_path
+
+            self.model_paths = [str(p) for p in (self.model_paths or [default_model_path()])]
+            models = [load_model(p) for p in self.model_paths]
+            self.model_sha256 = [m.settings["sha256"] for m in models]
+            xcs = sorted({m.settings.get("xc") or "PBE" for m in models})
+            if len(xcs) > 1:
+                raise DeePKSInputError(f"the committee models correct different base functionals {xcs}; use one")
+            self.xc = xcs[0]
+        else:
+            self.xc = XC.get(self.method, "")
+        return self
+
+    def metadata(self) -> dict:
+        """Store-level metadata: method, xc definition, basis, grid, versions, model hashes."""
+        import pyscf
+        import torch
+        from pyscf.dft import libxc
+
+        from . import __version__
+
+        xc = self.xc
+        meta = {
+            "method": self.method,
+            "basis": self.basis,
+            "xc": xc,
+            "grid_level": self.grid_level if xc else -1,
+            "density_fit": self.density_fit,
+            "model_sha256": list(self.model_sha256),
+            "conv_tol": self.conv_tol,
+            "versions": {"deepks_es": __version__, "pyscf": pyscf.__version__, "libxc": libxc.__version__,
+                         "torch": str(torch.__version__), "numpy": np.__version__},
+        }
+        if xc:
+            (omega, alpha, hyb), ids = libxc.rsh_coeff(xc), libxc.parse_xc(xc)[1]
+            meta["xc_definition"] = {"libxc_ids": [int(i) for i, _ in ids], "omega": float(omega),
+                                     "long_range_hf": float(alpha), "short_range_hf": float(hyb)}
+        return meta
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _frontier_record(mf) -> dict:
+    from .calc import frontier
+
+    homo, lumo, gap = frontier(mf.mo_energy, mf.mo_occ)
+    return {"mo_energy": np.asarray(mf.mo_energy), "mo_occ": np.asarray(mf.mo_occ), "homo": homo, "lumo": lumo,
+            "gap": gap}
+
+
+def _dft_record(mol, spec: LabelSpec, xc: str, model=None) -> dict:
+    mf = build_scf(mol, xc=xc, model=model, density_fit=spec.density_fit, grid_level=spec.grid_level,
+                   conv_tol=spec.conv_tol)
+    res = single_point(mf, forces=spec.forces)
+    rec = {k: res[k] for k in ("e_tot", "mo_energy", "mo_occ", "homo", "lumo", "gap", "converged", "cycles")}
+    rec["forces"] = None if res["de"] is None else -res["de"]
+    if spec.save_matrices:
+        mf = res["mf"]
+        rec.update(dm=mf.make_rdm1(), fock=mf.get_fock(), ovlp=mf.get_ovlp(), mo_coeff=np.asarray(mf.mo_coeff))
+    return rec
+
+
+def _cc_record(mol, spec: LabelSpec) -> dict:
+    from pyscf import cc, scf
+
+    from .scf import run_scf
+
+    mf = scf.RHF(mol)
+    if spec.density_fit:
+        mf = mf.density_fit()
+    mf.conv_tol = spec.conv_tol
+    mf = run_scf(mf)
+    mycc = cc.CCSD(mf)
+    mycc.kernel()
+    e_tot = mycc.e_tot + (mycc.ccsd_t() if spec.method == "ccsd(t)" else 0.0)
+    rec = {"e_tot": float(e_tot), "forces": None, "converged": bool(mf.converged and mycc.converged),
+           "cycles": int(sum(a[2] for a in mf.scf_attempts))}
+    rec.update(_frontier_record(mf))  # RHF orbitals
+    return rec
+
+
+def _committee(records: list) -> dict:
+    """Mean energy and forces over models, with the DP-GEN deviations: per-atom force deviation
+    sqrt(mean_m |F_m,i - <F_i>|^2) and its maximum over atoms, ``max_devi_f`` (Eh/bohr)."""
+    rec = dict(records[0])  # orbitals and frontier levels of the first model
+    e = np.array([r["e_tot"] for r in records])
+    rec.update(e_tot=float(e.mean()), e_tot_std=float(e.std()), converged=all(r["converged"] for r in records),
+               cycles=int(sum(r["cycles"] for r in records)))
+    if records[0]["forces"] is not None:
+        f = np.stack([r["forces"] for r in records])  # (nmodel, natm, 3)
+        rec["forces"] = f.mean(0)
+        rec["force_std"] = np.sqrt(((f - f.mean(0)) ** 2).sum(-1).mean(0))
+        rec["max_devi_f"] = float(rec["force_std"].max())
+    return rec
+
+
+def label_frame(frame, key: str, spec: LabelSpec) -> dict:
+    """Label one frame; never raises: an error becomes the record's ``error`` (message and last line of
+    the traceback), with ``e_tot = nan`` and ``converged = False``."""
+    from pyscf import lib
+
+    from .structures import frame_to_mol
+
+    t0 = time.perf_counter()
+    rec = {"key": key, "name": frame.name, "source": frame.source, "numbers": np.asarray(frame.numbers),
+           "positions_ang": np.asarray(frame.positions_ang), "charge": frame.charge,
+           "multiplicity": frame.multiplicity, "error": ""}
+    try:
+        if frame.error:
+            raise DeePKSInputError(frame.error)
+        lib.num_threads(spec.threads)
+        mol = frame_to_mol(frame, spec.basis)
+        if spec.method in ENERGY_ONLY:
+            rec.update(_cc_record(mol, spec))
+        elif spec.method == "deepks":
+            from .model import load_model
+
+            models = [load_model(p) for p in spec.model_paths]
+            if [m.settings["sha256"] for m in models] != list(spec.model_sha256):
+                raise DeePKSInputError("a model file changed since the batch started; restart the batch")
+            rec.update(_committee([_dft_record(mol, spec, spec.xc, m) for m in models]))
+        else:
+            rec.update(_dft_record(mol, spec, XC[spec.method]))
+    except Exception as exc:  # one bad frame must not stop a batch: record it
+        msg = str(exc) if isinstance(exc, DeePKSInputError) else traceback.format_exception_only(exc)[-1].strip()
+        rec.update(e_tot=float("nan"), forces=None, mo_energy=None, mo_occ=None, homo=None, lumo=None, gap=None,
+                   converged=False, cycles=0, error=msg or type(exc).__name__)
+    rec["wall_s"] = time.perf_counter() - t0
+    return rec

@@ -1,0 +1,193 @@
+"""``deepks-es label`` / ``export`` as a user runs them: methods, resume after SIGKILL, an explicit Dask
+scheduler, committee statistics, per-frame failures, and exports read back by ASE and dpdata.
+
+Frames: tests/data/water_small.extxyz (6 monomers + 6 dimers of the DeePKS water set, see PROVENANCE.md),
+labelled in a small basis so that the suite stays fast.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import ase.io
+import dpdata
+import numpy as np
+import pytest
+from conftest import random_model
+from pyscf.data.nist import BOHR, HARTREE2EV
+
+from deepks_es import save_model
+from deepks_es.calc import build_scf, single_point
+from deepks_es.cli import main
+from deepks_es.store import LabelStore
+from deepks_es.structures import frame_to_mol, read_frames
+
+DATA = Path(__file__).resolve().parent / "data" / "water_small.extxyz"
+FAST = ["--basis", "sto-3g", "--no-progress", "--workers", "1", "--threads-per-worker", "1"]
+
+
+def _label(*args):
+    return main(["label", *map(str, args), *FAST])
+
+
+@pytest.fixture(scope="module")
+def pbe_store(tmp_path_factory):
+    store = tmp_path_factory.mktemp("pbe") / "pbe.h5"
+    assert _label(DATA, "--method", "pbe", "--forces", "--store", store) == 0
+    return store
+
+
+def test_pbe_labels_match_direct_pyscf(pbe_store, capsys):
+    records = LabelStore(pbe_store).records()
+    assert len(records) == 12 and all(r["converged"] and not r["error"] for r in records)
+    frame = read_frames([DATA])[7]
+    res = single_point(build_scf(frame_to_mol(frame, "sto-3g"), xc="PBE"), forces=True)
+    rec = next(r for r in records if r["name"] == frame.name)
+    assert abs(rec["e_tot"] - res["e_tot"]) < 1e-8
+    np.testing.assert_allclose(rec["forces"], -res["de"], atol=1e-7)
+    meta = LabelStore(pbe_store).metadata
+    assert meta["method"] == "pbe" and meta["basis"] == "sto-3g" and "pyscf" in meta["versions"]
+
+
+def test_rerun_skips_finished_frames(pbe_store, capsys):
+    before = {r["key"]: r["e_tot"] for r in LabelStore(pbe_store).records()}
+    assert _label(DATA, "--method", "pbe", "--forces", "--store", pbe_store) == 0
+    assert "skipped (already stored) 12" in capsys.readouterr().out
+    assert {r["key"]: r["e_tot"] for r in LabelStore(pbe_store).records()} == before
+
+
+def test_store_refuses_another_method(pbe_store, capsys):
+    assert _label(DATA, "--method", "hse06", "--store", pbe_store) == 2
+    err = capsys.readouterr().err
+    assert "method='pbe'" in err and "method='hse06'" in err and "another --store" in err
+
+
+def test_exports_read_back(pbe_store, tmp_path):
+    records = {r["name"]: r for r in LabelStore(pbe_store).records()}
+    xyz = tmp_path / "out.extxyz"
+    assert main(["export", str(pbe_store), "--format", "extxyz", "--output", str(xyz)]) == 0
+    images = ase.io.read(xyz, index=":")
+    assert len(images) == 12
+    for atoms in images:
+        rec = records[atoms.info["name"]]
+        assert np.isclose(atoms.info["REF_energy"], rec["e_tot"] * HARTREE2EV, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(atoms.arrays["REF_forces"], rec["forces"] * HARTREE2EV / BOHR, atol=1e-6)
+    for fmt in ("deepmd", "deepmd-mixed"):
+        out = tmp_path / fmt
+        assert main(["export", str(pbe_store), "--format", fmt, "--output", str(out)]) == 0
+        reader = "deepmd/npy/mixed" if fmt == "deepmd-mixed" else "deepmd/npy"
+        systems = dpdata.MultiSystems.from_file(str(out), fmt=reader)
+        energies = sorted(float(e) for s in systems for e in s["energies"])
+        assert np.allclose(energies, sorted(r["e_tot"] * HARTREE2EV for r in records.values()), atol=1e-5)
+
+
+def test_hse06_metadata_and_energy_only_methods(tmp_path, capsys):
+    store = tmp_path / "hse.h5"
+    assert _label(DATA, "--method", "hse06", "--store", store) == 0
+    meta = LabelStore(store).metadata
+    assert meta["xc"] == "HSE06" and meta["xc_definition"]["libxc_ids"] == [428]
+    assert np.isclose(meta["xc_definition"]["omega"], 0.11) and np.isclose(meta["xc_definition"]["short_range_hf"], 0.25)
+    assert main(["label", str(DATA), "--method", "ccsd(t)", "--forces", "--store", str(tmp_path / "cc.h5")]) == 2
+    assert "gives energies only; drop --forces" in capsys.readouterr().err
+    assert not (tmp_path / "cc.h5").exists()
+
+
+def test_ccsd_t_energy_matches_pyscf(tmp_path):
+    from pyscf import cc, scf
+
+    store = tmp_path / "cc.h5"
+    monomer = tmp_path / "monomer.extxyz"
+    ase.io.write(monomer, ase.io.read(DATA, index=0), format="extxyz")
+    assert _label(monomer, "--method", "ccsd(t)", "--store", store) == 0
+    rec = LabelStore(store).records()[0]
+    mf = scf.RHF(frame_to_mol(read_frames([monomer])[0], "sto-3g")).run(conv_tol=1e-10)
+    mycc = cc.CCSD(mf).run()
+    assert abs(rec["e_tot"] - (mycc.e_tot + mycc.ccsd_t())) < 1e-7 and rec["forces"] is None
+
+
+def test_bad_frame_is_recorded_and_batch_goes_on(tmp_path, capsys):
+    bad = tmp_path / "mixed.extxyz"
+    good = ase.io.read(DATA, index="0:2")
+    radical = ase.io.read(DATA, index=6)[:5]  # water dimer minus one H: 19 electrons
+    radical.info.update(name="radical", multiplicity=1)
+    ase.io.write(bad, [good[0], radical, good[1]], format="extxyz")
+    store = tmp_path / "s.h5"
+    assert _label(bad, "--method", "pbe", "--store", store) == 0
+    captured = capsys.readouterr()
+    assert "failed 1" in captured.out and "19 electrons cannot have multiplicity 1" in captured.err
+    recs = LabelStore(store).records(include_failed=True)
+    assert len(recs) == 3 and sum(bool(r["error"]) for r in recs) == 1
+    assert len(LabelStore(store).records()) == 2  # failed frames are left out by default
+
+
+def test_whole_run_errors(tmp_path, capsys):
+    weird = tmp_path / "frames.cif"
+    weird.write_text("not a cif\n")
+    assert _label(weird, "--method", "pbe", "--store", tmp_path / "s.h5") == 2
+    assert "cannot read structure file" in capsys.readouterr().err
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_committee_statistics_on_models_that_differ(tmp_path):
+    models = []
+    for seed in range(3):
+        path = tmp_path / f"m{seed}.pt"
+        save_model(random_model(seed=seed, scale=0.01), path, basis="sto-3g", xc="PBE", trained=True)
+        models.append(path)
+    dimer = tmp_path / "dimer.extxyz"
+    ase.io.write(dimer, ase.io.read(DATA, index=6), format="extxyz")
+    store = tmp_path / "committee.h5"
+    assert _label(dimer, "--method", "deepks", "--model", *models, "--forces", "--store", store) == 0
+    rec = LabelStore(store).records()[0]
+    frame = read_frames([dimer])[0]
+    from deepks_es import load_model
+
+    forces = np.stack([-single_point(build_scf(frame_to_mol(frame, "sto-3g"), model=load_model(p)), True)["de"]
+                       for p in models])
+    np.testing.assert_allclose(rec["forces"], forces.mean(0), atol=1e-7)
+    std = np.sqrt(((forces - forces.mean(0)) ** 2).sum(-1).mean(0))
+    np.testing.assert_allclose(rec["force_std"], std, atol=1e-7)
+    assert rec["max_devi_f"] == pytest.approx(std.max(), abs=1e-7) and rec["max_devi_f"] > 1e-4
+    assert LabelStore(store).metadata["model_sha256"] == [load_model(p).settings["sha256"] for p in models]
+
+
+def test_explicit_scheduler_address(tmp_path):
+    from distributed import LocalCluster
+
+    store = tmp_path / "s.h5"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert _label(DATA, "--method", "pbe", "--store", store, "--scheduler", cluster.scheduler_address) == 0
+    assert len(LabelStore(store)) == 12
+
+
+def _store_len(path):
+    try:
+        return len(LabelStore(path))
+    except Exception:  # the writer may hold the file at this moment
+        return -1
+
+
+def test_sigkill_and_resume_label_every_frame_once(tmp_path, pbe_store):
+    """Kill a running batch (SIGKILL to its whole process group, Dask workers included) once some frames
+    are stored, rerun the same command, and compare with the uninterrupted run (pbe_store)."""
+    store = tmp_path / "killed.h5"
+    cmd = [sys.executable, "-m", "deepks_es", "label", str(DATA), "--method", "pbe", "--forces",
+           "--store", str(store), *FAST]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while _store_len(store) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = _store_len(store)
+    assert 3 <= partial < 12, f"expected an interrupted store, found {partial} records"
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    resumed = {r["key"]: r for r in LabelStore(store).records()}
+    reference = {r["key"]: r for r in LabelStore(pbe_store).records()}
+    assert sorted(resumed) == sorted(reference)
+    for key, rec in reference.items():
+        assert abs(resumed[key]["e_tot"] - rec["e_tot"]) < 1e-10
+        np.testing.assert_allclose(resumed[key]["forces"], rec["forces"], atol=1e-9)
