@@ -13,7 +13,11 @@ if __name__ == "__main__":
     model = build_model("eigen", elements=[1, 8])
     out = Path(__file__).resolve().parent / "default_model.pt"
     sha = save_model(
-        model, out, basis="cc-pVDZ", xc="PBE", trained=False,
+        model,
+        out,
+        basis="cc-pVDZ",
+        xc="PBE",
+        trained=False,
         description="untrained placeholder: e_delta = 0, results equal the base functional",
     )
     print(f"wrote {out} sha256={sha}")

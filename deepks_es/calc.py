@@ -16,8 +16,15 @@ from .scf import attach, run_scf
 DEFAULT_CONV_TOL = 1e-10  # Eh; tight enough for finite-difference checks of forces
 
 
-def build_scf(mol, xc: str = "PBE", model=None, density_fit: bool = False, grid_level: int = 3,
-              conv_tol: float = DEFAULT_CONV_TOL, max_cycle: int = 100):
+def build_scf(
+    mol,
+    xc: str = "PBE",
+    model=None,
+    density_fit: bool = False,
+    grid_level: int = 3,
+    conv_tol: float = DEFAULT_CONV_TOL,
+    max_cycle: int = 100,
+):
     """A restricted KS object for ``mol``: base functional ``xc``, optional density fitting, optional
     correction ``model`` attached on top (:func:`deepks_es.scf.attach`). Nothing is run."""
     mf = dft.RKS(mol, xc=xc)

@@ -20,37 +20,70 @@ from .store import LabelStore, frame_key
 @dataclass
 class BatchSummary:
     """Counts of a batch: ``done`` (labelled now, converged), ``unconverged``, ``failed`` (error recorded),
-    ``skipped`` (already in the store), and the wall time in s."""
+    ``skipped`` (already in the store); the wall time and, within it, the start-up (cluster and worker
+    imports) in s."""
 
     done: int = 0
     unconverged: int = 0
     failed: int = 0
     skipped: int = 0
     wall_s: float = 0.0
+    startup_s: float = 0.0
 
     def line(self) -> str:
-        return (f"done {self.done}, unconverged {self.unconverged}, failed {self.failed}, "
-                f"skipped (already stored) {self.skipped}, wall {self.wall_s:.1f} s")
+        return (
+            f"done {self.done}, unconverged {self.unconverged}, failed {self.failed}, "
+            f"skipped (already stored) {self.skipped}, wall {self.wall_s:.1f} s "
+            f"(start-up {self.startup_s:.1f} s)"
+        )
+
+
+def _warm_up():
+    """Import the labelling stack in a worker before the first task (PySCF, torch, deepks-es)."""
+    import pyscf.dft  # noqa: F401
+    import pyscf.grad.rks  # noqa: F401
+
+    from . import methods  # noqa: F401
 
 
 def key_of(frame, spec: LabelSpec) -> str:
-    return frame_key(frame.numbers, frame.positions_ang, frame.charge, frame.multiplicity, spec.method, spec.basis,
-                     spec.model_sha256)
+    return frame_key(
+        frame.numbers, frame.positions_ang, frame.charge, frame.multiplicity, spec.method, spec.basis, spec.model_sha256
+    )
 
 
 def _client(workers: int, threads_per_worker: int, scheduler: str | None):
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler:
         return Client(scheduler), None
-    env = {"OMP_NUM_THREADS": str(threads_per_worker), "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           env=env, silence_logs=logging.ERROR)
+    # Set before the worker interpreters start. This replaces Dask's default, which also sets
+    # MALLOC_TRIM_THRESHOLD_: that switches off glibc's dynamic mmap threshold, so every large temporary
+    # array of PySCF is mmapped and unmapped again (measured: labelling ~5% slower per frame).
+    environ = {"OMP_NUM_THREADS": threads_per_worker, "OPENBLAS_NUM_THREADS": 1, "MKL_NUM_THREADS": 1}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
     return Client(cluster), cluster
 
 
-def run_batch(frames, spec: LabelSpec, store: LabelStore, workers: int = 1, threads_per_worker: int = 2,
-              scheduler: str | None = None, retry_failed: bool = False, progress: bool = True, log=print) -> BatchSummary:
+def run_batch(
+    frames,
+    spec: LabelSpec,
+    store: LabelStore,
+    workers: int = 1,
+    threads_per_worker: int = 2,
+    scheduler: str | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    log=print,
+) -> BatchSummary:
     """Label every frame not yet in ``store`` and write each record as it finishes.
 
     Args:
@@ -82,6 +115,8 @@ def run_batch(frames, spec: LabelSpec, store: LabelStore, workers: int = 1, thre
         return summary
     client, cluster = _client(workers, threads_per_worker, scheduler)
     try:
+        client.run(_warm_up)
+        summary.startup_s = time.perf_counter() - t0
         futures = [client.submit(label_frame, frame, key, spec, pure=False, key=f"label-{key}") for frame, key in todo]
         names = {f.key: frame.name for f, (frame, _) in zip(futures, todo)}
         bar = tqdm(total=len(todo), desc="labelling", unit="frame", disable=not progress)

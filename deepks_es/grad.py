@@ -37,4 +37,6 @@ def make_grad_object(mf):
     """Gradients for an SCF object carrying a DeePKS correction (see :func:`deepks_es.scf.attach`)."""
     base_grad = mf.undo_deepks().nuc_grad_method()
     base_grad.base = mf
-    return lib.set_class(DeePKSGrad(base_grad), (DeePKSGrad, base_grad.__class__), "DeePKS" + base_grad.__class__.__name__)
+    return lib.set_class(
+        DeePKSGrad(base_grad), (DeePKSGrad, base_grad.__class__), "DeePKS" + base_grad.__class__.__name__
+    )

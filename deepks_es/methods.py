@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,7 +56,7 @@ class LabelSpec:
     threads: int = 1
     xc: str = ""
 
-    def validate(self) -> "LabelSpec":
+    def validate(self) -> LabelSpec:
         """Check the combination and load every model once (hash check) before any compute.
 
         Raises:
@@ -104,30 +104,42 @@ class LabelSpec:
             "density_fit": self.density_fit,
             "model_sha256": list(self.model_sha256),
             "conv_tol": self.conv_tol,
-            "versions": {"deepks_es": __version__, "pyscf": pyscf.__version__, "libxc": libxc.__version__,
-                         "torch": str(torch.__version__), "numpy": np.__version__},
+            "versions": {
+                "deepks_es": __version__,
+                "pyscf": pyscf.__version__,
+                "libxc": libxc.__version__,
+                "torch": str(torch.__version__),
+                "numpy": np.__version__,
+            },
         }
         if xc:
             (omega, alpha, hyb), ids = libxc.rsh_coeff(xc), libxc.parse_xc(xc)[1]
-            meta["xc_definition"] = {"libxc_ids": [int(i) for i, _ in ids], "omega": float(omega),
-                                     "long_range_hf": float(alpha), "short_range_hf": float(hyb)}
+            meta["xc_definition"] = {
+                "libxc_ids": [int(i) for i, _ in ids],
+                "omega": float(omega),
+                "long_range_hf": float(alpha),
+                "short_range_hf": float(hyb),
+            }
         return meta
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _frontier_record(mf) -> dict:
     from .calc import frontier
 
     homo, lumo, gap = frontier(mf.mo_energy, mf.mo_occ)
-    return {"mo_energy": np.asarray(mf.mo_energy), "mo_occ": np.asarray(mf.mo_occ), "homo": homo, "lumo": lumo,
-            "gap": gap}
+    return {
+        "mo_energy": np.asarray(mf.mo_energy),
+        "mo_occ": np.asarray(mf.mo_occ),
+        "homo": homo,
+        "lumo": lumo,
+        "gap": gap,
+    }
 
 
 def _dft_record(mol, spec: LabelSpec, xc: str, model=None) -> dict:
-    mf = build_scf(mol, xc=xc, model=model, density_fit=spec.density_fit, grid_level=spec.grid_level,
-                   conv_tol=spec.conv_tol)
+    mf = build_scf(
+        mol, xc=xc, model=model, density_fit=spec.density_fit, grid_level=spec.grid_level, conv_tol=spec.conv_tol
+    )
     res = single_point(mf, forces=spec.forces)
     rec = {k: res[k] for k in ("e_tot", "mo_energy", "mo_occ", "homo", "lumo", "gap", "converged", "cycles")}
     rec["forces"] = None if res["de"] is None else -res["de"]
@@ -150,8 +162,12 @@ def _cc_record(mol, spec: LabelSpec) -> dict:
     mycc = cc.CCSD(mf)
     mycc.kernel()
     e_tot = mycc.e_tot + (mycc.ccsd_t() if spec.method == "ccsd(t)" else 0.0)
-    rec = {"e_tot": float(e_tot), "forces": None, "converged": bool(mf.converged and mycc.converged),
-           "cycles": int(sum(a[2] for a in mf.scf_attempts))}
+    rec = {
+        "e_tot": float(e_tot),
+        "forces": None,
+        "converged": bool(mf.converged and mycc.converged),
+        "cycles": int(sum(a[2] for a in mf.scf_attempts)),
+    }
     rec.update(_frontier_record(mf))  # RHF orbitals
     return rec
 
@@ -161,8 +177,12 @@ def _committee(records: list) -> dict:
     sqrt(mean_m |F_m,i - <F_i>|^2) and its maximum over atoms, ``max_devi_f`` (Eh/bohr)."""
     rec = dict(records[0])  # orbitals and frontier levels of the first model
     e = np.array([r["e_tot"] for r in records])
-    rec.update(e_tot=float(e.mean()), e_tot_std=float(e.std()), converged=all(r["converged"] for r in records),
-               cycles=int(sum(r["cycles"] for r in records)))
+    rec.update(
+        e_tot=float(e.mean()),
+        e_tot_std=float(e.std()),
+        converged=all(r["converged"] for r in records),
+        cycles=int(sum(r["cycles"] for r in records)),
+    )
     if records[0]["forces"] is not None:
         f = np.stack([r["forces"] for r in records])  # (nmodel, natm, 3)
         rec["forces"] = f.mean(0)
@@ -179,9 +199,16 @@ def label_frame(frame, key: str, spec: LabelSpec) -> dict:
     from .structures import frame_to_mol
 
     t0 = time.perf_counter()
-    rec = {"key": key, "name": frame.name, "source": frame.source, "numbers": np.asarray(frame.numbers),
-           "positions_ang": np.asarray(frame.positions_ang), "charge": frame.charge,
-           "multiplicity": frame.multiplicity, "error": ""}
+    rec = {
+        "key": key,
+        "name": frame.name,
+        "source": frame.source,
+        "numbers": np.asarray(frame.numbers),
+        "positions_ang": np.asarray(frame.positions_ang),
+        "charge": frame.charge,
+        "multiplicity": frame.multiplicity,
+        "error": "",
+    }
     try:
         if frame.error:
             raise DeePKSInputError(frame.error)
@@ -200,7 +227,17 @@ def label_frame(frame, key: str, spec: LabelSpec) -> dict:
             rec.update(_dft_record(mol, spec, XC[spec.method]))
     except Exception as exc:  # one bad frame must not stop a batch: record it
         msg = str(exc) if isinstance(exc, DeePKSInputError) else traceback.format_exception_only(exc)[-1].strip()
-        rec.update(e_tot=float("nan"), forces=None, mo_energy=None, mo_occ=None, homo=None, lumo=None, gap=None,
-                   converged=False, cycles=0, error=msg or type(exc).__name__)
+        rec.update(
+            e_tot=float("nan"),
+            forces=None,
+            mo_energy=None,
+            mo_occ=None,
+            homo=None,
+            lumo=None,
+            gap=None,
+            converged=False,
+            cycles=0,
+            error=msg or type(exc).__name__,
+        )
     rec["wall_s"] = time.perf_counter() - t0
     return rec

@@ -158,8 +158,12 @@ def _versions() -> dict:
     from . import __version__
 
     # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses
-    return {"deepks_es": str(__version__), "torch": str(torch.__version__), "pyscf": str(pyscf.__version__),
-            "numpy": str(np.__version__)}
+    return {
+        "deepks_es": str(__version__),
+        "torch": str(torch.__version__),
+        "pyscf": str(pyscf.__version__),
+        "numpy": str(np.__version__),
+    }
 
 
 def content_hash(payload: dict) -> str:
@@ -241,7 +245,9 @@ def load_model(path=None) -> CorrectionModel:
     except DeePKSInputError:
         raise
     except Exception as exc:
-        raise DeePKSInputError(f"model file {path}: weights do not fit its settings ({exc}); re-train the model") from None
+        raise DeePKSInputError(
+            f"model file {path}: weights do not fit its settings ({exc}); re-train the model"
+        ) from None
     model.settings = {**payload["settings"], "sha256": stored}
     return model.double().eval()
 

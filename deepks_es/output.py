@@ -68,8 +68,22 @@ def write_records(frames, records: list, path) -> None:
         for frame, rec in zip(frames, records):
             atoms = ase.Atoms(numbers=frame.numbers, positions=frame.positions_ang)
             atoms.info["REF_energy"] = rec["e_tot"] * HARTREE2EV
-            for key in ("name", "charge", "multiplicity", "e_tot", "e_delta", "homo", "lumo", "gap", "converged",
-                        "cycles", "wall_s", "model_sha256", "basis", "xc"):
+            for key in (
+                "name",
+                "charge",
+                "multiplicity",
+                "e_tot",
+                "e_delta",
+                "homo",
+                "lumo",
+                "gap",
+                "converged",
+                "cycles",
+                "wall_s",
+                "model_sha256",
+                "basis",
+                "xc",
+            ):
                 if rec.get(key) is not None:
                     atoms.info[key] = rec[key]
             if rec["forces"] is not None:

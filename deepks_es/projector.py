@@ -73,7 +73,7 @@ class ProjectorBasis:
         return {"exponents": list(self.exponents), "lmax": int(self.lmax), "contraction": self.contraction}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ProjectorBasis":
+    def from_dict(cls, d: dict) -> ProjectorBasis:
         return cls(exponents=tuple(d["exponents"]), lmax=int(d["lmax"]), contraction=d["contraction"])
 
     def pyscf_shells(self) -> list:

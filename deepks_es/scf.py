@@ -28,14 +28,19 @@ from .projector import ipovlp_proj, make_proj_mol, ovlp_proj
 
 @contextlib.contextmanager
 def _one_torch_thread():
-    """The model's tensors are tiny (natm x ndesc): one torch thread avoids thread-pool overhead, which
-    costs ~50x on a loaded 2-core machine (measured in benchmarks/). Restores the previous setting."""
-    old = torch.get_num_threads()
+    """Run the model on one torch thread: its tensors are tiny (natm x ndesc), and a torch thread pool
+    competing with PySCF's costs up to ~50x on a loaded 2-core machine (measured in benchmarks/).
+    torch may share the OpenMP runtime with PySCF, and its first call in a new thread (a Dask worker's)
+    resets the OpenMP thread count, so PySCF's count is saved and restored as well (measured: without
+    this a worker's first frame ran its SCF on one thread, 30 s instead of 19 s)."""
+    pyscf_threads = lib.num_threads()
+    torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(old)
+        torch.set_num_threads(torch_threads)
+        lib.num_threads(pyscf_threads)
 
 
 def _basis_key(name) -> str:
@@ -88,8 +93,12 @@ class DeePKSCorrection(lib.StreamObject):
         log = logger.new_logger(self, verbose)
         p = self.model.projector
         log.info("******** DeePKS correction ********")
-        log.info("model kind = %s, sha256 = %s, trained = %s", self.model.kind, self.model.settings.get("sha256"),
-                 self.model.settings.get("trained"))
+        log.info(
+            "model kind = %s, sha256 = %s, trained = %s",
+            self.model.kind,
+            self.model.settings.get("sha256"),
+            self.model.settings.get("trained"),
+        )
         log.info("projector: lmax = %d, %d radial (%s), %d functions per atom", p.lmax, p.nrad, p.contraction, p.nproj)
         return self
 

@@ -96,8 +96,13 @@ def frame_key(numbers, positions_ang, charge, multiplicity, method: str, basis: 
     Returns:
         the first 40 hex digits.
     """
-    fields = {"charge": int(charge), "multiplicity": int(multiplicity), "method": method, "basis": basis,
-              "model_sha256": None if model_sha256 is None else list(model_sha256)}
+    fields = {
+        "charge": int(charge),
+        "multiplicity": int(multiplicity),
+        "method": method,
+        "basis": basis,
+        "model_sha256": None if model_sha256 is None else list(model_sha256),
+    }
     h = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     h.update(np.ascontiguousarray(numbers, dtype="<i8").tobytes())
     h.update(np.ascontiguousarray(positions_ang, dtype="<f8").tobytes())
@@ -218,7 +223,9 @@ class LabelStore:
             raise ValueError(f"record lacks the fields {missing}")
         key = record["key"]
         if not overwrite and key in self:
-            raise ValueError(f"frame {key} ({record['name']}) is already in {self.path}; pass overwrite=True to replace it")
+            raise ValueError(
+                f"frame {key} ({record['name']}) is already in {self.path}; pass overwrite=True to replace it"
+            )
         self.journal.mkdir(exist_ok=True)
         tmp = self.journal / f"{key}.h5.tmp"
         with h5py.File(tmp, "w") as f:

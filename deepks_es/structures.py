@@ -126,13 +126,13 @@ def _read_images(path: Path) -> list:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         kind = "DeePMD system" if path.is_dir() else "structure file"
         raise DeePKSInputError(
-            f"cannot read {kind} {path}: {msg}; give xyz/extxyz files (format from the suffix) or DeePMD "
-            "system folders"
+            f"cannot read {kind} {path}: {msg}; give xyz/extxyz files (format from the suffix) or DeePMD system folders"
         ) from None
 
 
-def read_frames(paths, charge: int | None = None, multiplicity: int | None = None, restricted: bool = True,
-                check: bool = True) -> list:
+def read_frames(
+    paths, charge: int | None = None, multiplicity: int | None = None, restricted: bool = True, check: bool = True
+) -> list:
     """Read every frame of every input: xyz/extxyz files (through ``ase.io.read``, format from the suffix),
     DeePMD system folders (through dpdata), or folders holding either.
 

@@ -109,7 +109,9 @@ def make_de_delta(gpdm: list, dm: np.ndarray, ovlp_proj: list, ipovlp: list, ao_
     return de
 
 
-def make_de_delta_reference(gpdm: list, dm: np.ndarray, ovlp_proj: list, ipovlp: list, ao_atom: np.ndarray) -> np.ndarray:
+def make_de_delta_reference(
+    gpdm: list, dm: np.ndarray, ovlp_proj: list, ipovlp: list, ao_atom: np.ndarray
+) -> np.ndarray:
     """Reference twin of :func:`make_de_delta`: builds the dense dC/dR_b and contracts it literally."""
     natm = ovlp_proj[0].shape[1]
     de = np.zeros((natm, 3))

@@ -36,6 +36,20 @@ def random_symmetric(n: int, seed: int) -> np.ndarray:
     return (a + a.T) / 2
 
 
+def fd_gradient(mol, energy, h: float) -> np.ndarray:
+    """Central finite differences (natm, 3) of ``energy(displaced_mol)`` in the nuclear coordinates (bohr)."""
+    fd = np.zeros((mol.natm, 3))
+    for a in range(mol.natm):
+        for x in range(3):
+            e = []
+            for sign in (1, -1):
+                coords = mol.atom_coords().copy()
+                coords[a, x] += sign * h
+                e.append(energy(mol.set_geom_(coords, unit="Bohr", inplace=False)))
+            fd[a, x] = (e[0] - e[1]) / (2 * h)
+    return fd
+
+
 @pytest.fixture(scope="session")
 def dimer():
     return water_mol("2Cs")

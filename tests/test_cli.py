@@ -31,8 +31,22 @@ def test_scf_json_and_extxyz(tmp_path, trained_like_model, capsys):
     records = json.loads(out_json.read_text())
     assert [r["name"] for r in records] == ["H2O", "2Cs"]
     rec = records[1]
-    for key in ("e_tot", "e_delta", "forces", "mo_energy", "mo_occ", "homo", "lumo", "gap", "converged", "cycles",
-                "wall_s", "model_sha256", "basis", "xc"):
+    for key in (
+        "e_tot",
+        "e_delta",
+        "forces",
+        "mo_energy",
+        "mo_occ",
+        "homo",
+        "lumo",
+        "gap",
+        "converged",
+        "cycles",
+        "wall_s",
+        "model_sha256",
+        "basis",
+        "xc",
+    ):
         assert key in rec
     assert rec["converged"] and abs(rec["e_delta"]) > 1e-3
     assert np.isclose(rec["gap"], rec["lumo"] - rec["homo"])
@@ -78,10 +92,19 @@ def _write(path, text):
 
 BAD_INPUTS = {
     "missing file": (lambda d, m: [str(d / "absent.xyz")], "not found"),
-    "malformed file": (lambda d, m: [_write(d / "bad.xyz", "3\ncomment\nO 0 0\nH x y z\n")], "cannot read structure file"),
+    "malformed file": (
+        lambda d, m: [_write(d / "bad.xyz", "3\ncomment\nO 0 0\nH x y z\n")],
+        "cannot read structure file",
+    ),
     "element the model lacks": (
-        lambda d, m: [_write(d / "nh3.xyz", "4\ncharge=0 multiplicity=1\nN 0 0 0\nH 0 0.94 0.38\nH 0.81 -0.47 0.38\n"
-                             "H -0.81 -0.47 0.38\n"), "--model", str(m)],
+        lambda d, m: [
+            _write(
+                d / "nh3.xyz",
+                "4\ncharge=0 multiplicity=1\nN 0 0 0\nH 0 0.94 0.38\nH 0.81 -0.47 0.38\nH -0.81 -0.47 0.38\n",
+            ),
+            "--model",
+            str(m),
+        ],
         "no parameters for element(s) N",
     ),
     "odd electrons, spin 0": (
@@ -92,14 +115,21 @@ BAD_INPUTS = {
         lambda d, m: [_write(d / "close.xyz", "3\ncharge=0 multiplicity=1\nO 0 0 0\nH 0 0 0.3\nH 0 0.9 0\n")],
         "0.300 Å apart",
     ),
-    "model for another basis": (lambda d, m: [str(WATER / "H2O.xyz"), "--basis", "6-31G", "--model", str(m)],
-                                "trained in basis cc-pVDZ"),
+    "model for another basis": (
+        lambda d, m: [str(WATER / "H2O.xyz"), "--basis", "6-31G", "--model", str(m)],
+        "trained in basis cc-pVDZ",
+    ),
     "missing model": (lambda d, m: [str(WATER / "H2O.xyz"), "--model", str(d / "none.pt")], "not found"),
     "tampered model": (lambda d, m: [str(WATER / "H2O.xyz"), "--model", _tamper(m, d)], "SHA-256"),
     "unknown output suffix": (lambda d, m: [str(WATER / "H2O.xyz"), "--output", str(d / "r.csv")], "unknown suffix"),
     "periodic frame": (
-        lambda d, m: [_write(d / "pbc.extxyz", '3\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3 '
-                             'pbc="T T T"\nO 0 0 0\nH 0 0 0.97\nH 0 0.9 0\n')],
+        lambda d, m: [
+            _write(
+                d / "pbc.extxyz",
+                '3\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3 '
+                'pbc="T T T"\nO 0 0 0\nH 0 0 0.97\nH 0 0.9 0\n',
+            )
+        ],
         "periodic",
     ),
 }
@@ -131,8 +161,9 @@ def test_console_script_exit_code_without_traceback(tmp_path):
 
 def test_not_converged_is_reported(tmp_path, trained_like_model, capsys):
     out = tmp_path / "r.json"
-    code = main(["scf", str(WATER / "2Cs.xyz"), "--model", str(trained_like_model), "--max-cycle", "1",
-                 "--output", str(out)])
+    code = main(
+        ["scf", str(WATER / "2Cs.xyz"), "--model", str(trained_like_model), "--max-cycle", "1", "--output", str(out)]
+    )
     rec = json.loads(out.read_text())
     assert code == 1 and rec["converged"] is False
     assert "did not converge" in capsys.readouterr().err

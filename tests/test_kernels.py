@@ -3,7 +3,7 @@ central finite differences of e_delta at fixed density matrix."""
 
 import numpy as np
 import pytest
-from conftest import random_model, random_symmetric
+from conftest import fd_gradient, random_model, random_symmetric
 from pyscf import dft
 
 from deepks_es import kernels
@@ -56,16 +56,6 @@ def test_de_delta_finite_difference(dimer):
     model = random_model()
     dm = dft.RKS(dimer).get_init_guess(key="minao")
     de = DeePKSCorrection(dimer, model).grad(dm)
-    h = 1e-4
-    fd = np.zeros_like(de)
-    for a in range(dimer.natm):
-        for x in range(3):
-            e = []
-            for sign in (1, -1):
-                coords = dimer.atom_coords().copy()
-                coords[a, x] += sign * h
-                mol = dimer.set_geom_(coords, unit="Bohr", inplace=False)
-                e.append(DeePKSCorrection(mol, model).energy_and_gpdm(dm)[0])
-            fd[a, x] = (e[0] - e[1]) / (2 * h)
+    fd = fd_gradient(dimer, lambda mol: DeePKSCorrection(mol, model).energy_and_gpdm(dm)[0], h=1e-4)
     assert np.abs(de).max() > 1e-3  # the random model gives a non-trivial force term
     np.testing.assert_allclose(de, fd, atol=1e-8, rtol=0)

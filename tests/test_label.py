@@ -89,7 +89,9 @@ def test_hse06_metadata_and_energy_only_methods(tmp_path, capsys):
     assert _label(DATA, "--method", "hse06", "--store", store) == 0
     meta = LabelStore(store).metadata
     assert meta["xc"] == "HSE06" and meta["xc_definition"]["libxc_ids"] == [428]
-    assert np.isclose(meta["xc_definition"]["omega"], 0.11) and np.isclose(meta["xc_definition"]["short_range_hf"], 0.25)
+    assert np.isclose(meta["xc_definition"]["omega"], 0.11) and np.isclose(
+        meta["xc_definition"]["short_range_hf"], 0.25
+    )
     assert main(["label", str(DATA), "--method", "ccsd(t)", "--forces", "--store", str(tmp_path / "cc.h5")]) == 2
     assert "gives energies only; drop --forces" in capsys.readouterr().err
     assert not (tmp_path / "cc.h5").exists()
@@ -145,8 +147,9 @@ def test_committee_statistics_on_models_that_differ(tmp_path):
     frame = read_frames([dimer])[0]
     from deepks_es import load_model
 
-    forces = np.stack([-single_point(build_scf(frame_to_mol(frame, "sto-3g"), model=load_model(p)), True)["de"]
-                       for p in models])
+    forces = np.stack(
+        [-single_point(build_scf(frame_to_mol(frame, "sto-3g"), model=load_model(p)), True)["de"] for p in models]
+    )
     np.testing.assert_allclose(rec["forces"], forces.mean(0), atol=1e-7)
     std = np.sqrt(((forces - forces.mean(0)) ** 2).sum(-1).mean(0))
     np.testing.assert_allclose(rec["force_std"], std, atol=1e-7)
@@ -174,8 +177,19 @@ def test_sigkill_and_resume_label_every_frame_once(tmp_path, pbe_store):
     """Kill a running batch (SIGKILL to its whole process group, Dask workers included) once some frames
     are stored, rerun the same command, and compare with the uninterrupted run (pbe_store)."""
     store = tmp_path / "killed.h5"
-    cmd = [sys.executable, "-m", "deepks_es", "label", str(DATA), "--method", "pbe", "--forces",
-           "--store", str(store), *FAST]
+    cmd = [
+        sys.executable,
+        "-m",
+        "deepks_es",
+        "label",
+        str(DATA),
+        "--method",
+        "pbe",
+        "--forces",
+        "--store",
+        str(store),
+        *FAST,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while _store_len(store) < 3 and time.time() < deadline and proc.poll() is None:
@@ -191,3 +205,39 @@ def test_sigkill_and_resume_label_every_frame_once(tmp_path, pbe_store):
     for key, rec in reference.items():
         assert abs(resumed[key]["e_tot"] - rec["e_tot"]) < 1e-10
         np.testing.assert_allclose(resumed[key]["forces"], rec["forces"], atol=1e-9)
+
+
+def test_deepmd_system_folders_as_input(pbe_store, tmp_path):
+    """DeePMD systems (here the export of the PBE store) are read through dpdata and labelled again."""
+    out = tmp_path / "deepmd"
+    assert main(["export", str(pbe_store), "--format", "deepmd", "--output", str(out)]) == 0
+    frames = read_frames([out])
+    assert len(frames) == 12 and sorted({len(f.numbers) for f in frames}) == [3, 6]
+    store = tmp_path / "again.h5"
+    assert _label(out, "--method", "pbe", "--forces", "--store", store) == 0
+    again = sorted(r["e_tot"] for r in LabelStore(store).records())
+    np.testing.assert_allclose(again, sorted(r["e_tot"] for r in LabelStore(pbe_store).records()), atol=1e-8)
+
+
+def _threads_after_correction():
+    from pyscf import dft, lib
+
+    from deepks_es.scf import DeePKSCorrection
+
+    mol = frame_to_mol(read_frames([DATA])[6], "sto-3g")
+    lib.num_threads(2)
+    DeePKSCorrection(mol, random_model()).kernel(dft.RKS(mol).get_init_guess(key="minao"))
+    return lib.num_threads()
+
+
+def test_correction_keeps_worker_thread_count():
+    """In a Dask worker, torch's first call resets the OpenMP runtime it shares with PySCF; the correction
+    must leave PySCF's thread count as it was (measured: otherwise the first frame ran on one thread)."""
+    from deepks_es.engine import _client
+
+    client, cluster = _client(workers=1, threads_per_worker=2, scheduler=None)
+    try:
+        assert client.submit(_threads_after_correction, pure=False).result() == 2
+    finally:
+        client.close()
+        cluster.close()

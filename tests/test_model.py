@@ -70,9 +70,15 @@ def test_model_for_another_basis_is_refused(tmp_path):
 def test_element_without_parameters_is_refused():
     import numpy as np
 
-    methane = Frame("CH4", "test", np.array([6, 1, 1, 1, 1]),
-                    np.array([[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63],
-                              [0.63, -0.63, -0.63]], dtype=float))
+    methane = Frame(
+        "CH4",
+        "test",
+        np.array([6, 1, 1, 1, 1]),
+        np.array(
+            [[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63], [0.63, -0.63, -0.63]],
+            dtype=float,
+        ),
+    )
     mol = frame_to_mol(methane)
     with pytest.raises(DeePKSInputError, match="no parameters for element"):
         attach(build_scf(mol), random_model())

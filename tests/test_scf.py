@@ -3,7 +3,7 @@ forces = finite differences of the corrected energy, undo, density fitting, the 
 
 import numpy as np
 import pytest
-from conftest import random_model, random_symmetric
+from conftest import fd_gradient, random_model, random_symmetric
 from pyscf import dft
 
 from deepks_es import attach, build_model, run_scf
@@ -71,16 +71,7 @@ def test_forces_match_finite_differences(dimer):
     de = grad.kernel()
     assert np.abs(grad.de_delta).max() > 1e-3  # the explicit term matters
     dm = mf.make_rdm1()
-    h = 1e-3
-    fd = np.zeros_like(de)
-    for a in range(dimer.natm):
-        for x in range(3):
-            e = []
-            for sign in (1, -1):
-                coords = dimer.atom_coords().copy()
-                coords[a, x] += sign * h
-                e.append(make(dimer.set_geom_(coords, unit="Bohr", inplace=False)).kernel(dm0=dm))
-            fd[a, x] = (e[0] - e[1]) / (2 * h)
+    fd = fd_gradient(dimer, lambda mol: make(mol).kernel(dm0=dm), h=1e-3)
     np.testing.assert_allclose(de, fd, atol=1e-5, rtol=0)
 
 
@@ -140,3 +131,4 @@ def test_second_order_rung_converges_to_same_energy(dimer, ladder_rung):
     newton = attach(_plain(dimer), model).newton()
     newton.conv_tol = 1e-11
     assert abs(newton.kernel() - e_ref) < 1e-8
+

@@ -9,20 +9,29 @@ from deepks_es.errors import DeePKSInputError
 from deepks_es.store import LabelStore, frame_key
 from deepks_es.structures import read_frames
 
-METADATA = {"method": "deepks", "basis": "cc-pVDZ", "xc": "PBE", "model_sha256": ["ab12", "cd34"],
-            "grid_level": 3, "density_fit": True, "deepks_es_version": "0.1"}
+METADATA = {
+    "method": "deepks",
+    "basis": "cc-pVDZ",
+    "xc": "PBE",
+    "model_sha256": ["ab12", "cd34"],
+    "grid_level": 3,
+    "density_fit": True,
+    "deepks_es_version": "0.1",
+}
 
 
-def synthetic_record(frame, seed: int = 0, converged: bool = True, error: str = "", forces: bool = True,
-                     optional: bool = False) -> dict:
+def synthetic_record(
+    frame, seed: int = 0, converged: bool = True, error: str = "", forces: bool = True, optional: bool = False
+) -> dict:
     """A made-up record (atomic units) for a real geometry, displaced by ~0.01 Å so every seed differs."""
     rng = np.random.default_rng(seed)
     natm, nao = len(frame.numbers), 5
     positions = frame.positions_ang + rng.normal(0, 0.01, (natm, 3))
     mo_energy = np.sort(rng.normal(0, 1, nao))
     record = {
-        "key": frame_key(frame.numbers, positions, frame.charge, frame.multiplicity, "deepks", "cc-pVDZ",
-                         METADATA["model_sha256"]),
+        "key": frame_key(
+            frame.numbers, positions, frame.charge, frame.multiplicity, "deepks", "cc-pVDZ", METADATA["model_sha256"]
+        ),
         "name": f"{frame.name}:{seed}",
         "source": frame.source,
         "numbers": frame.numbers,
@@ -43,8 +52,12 @@ def synthetic_record(frame, seed: int = 0, converged: bool = True, error: str = 
     }
     if optional:
         record.update(
-            e_tot_std=1e-4, force_std=rng.uniform(0, 1e-3, natm), max_devi_f=1e-3,
-            dm=rng.normal(size=(nao, nao)), fock=rng.normal(size=(nao, nao)), ovlp=np.eye(nao),
+            e_tot_std=1e-4,
+            force_std=rng.uniform(0, 1e-3, natm),
+            max_devi_f=1e-3,
+            dm=rng.normal(size=(nao, nao)),
+            fock=rng.normal(size=(nao, nao)),
+            ovlp=np.eye(nao),
             mo_coeff=rng.normal(size=(nao, nao)),
         )
     return record

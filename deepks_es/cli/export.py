@@ -6,9 +6,12 @@ FORMATS = ("extxyz", "deepmd", "deepmd-mixed")
 
 
 def add_parser(sub):
-    p = sub.add_parser("export", help="export a label store to extxyz / DeePMD",
-                       description="Write converged frames of a label store: extxyz with REF_energy (eV) and "
-                       "REF_forces (eV/Å, = -gradient), or DeePMD systems (grouped by composition, nopbc).")
+    p = sub.add_parser(
+        "export",
+        help="export a label store to extxyz / DeePMD",
+        description="Write converged frames of a label store: extxyz with REF_energy (eV) and "
+        "REF_forces (eV/Å, = -gradient), or DeePMD systems (grouped by composition, nopbc).",
+    )
     p.add_argument("store", metavar="S.h5")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--output", required=True, metavar="PATH")

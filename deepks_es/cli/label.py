@@ -8,16 +8,28 @@ from ..methods import METHODS
 
 
 def add_parser(sub):
-    p = sub.add_parser("label", help="label many structures into a resumable HDF5 store (Dask)",
-                       description="Label every frame of the inputs with --method and store one record per frame "
-                       "in --store. Rerunning the same command skips frames already stored.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="xyz/extxyz files (all frames), DeePMD system folders, or folders holding them")
+    p = sub.add_parser(
+        "label",
+        help="label many structures into a resumable HDF5 store (Dask)",
+        description="Label every frame of the inputs with --method and store one record per frame "
+        "in --store. Rerunning the same command skips frames already stored.",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="xyz/extxyz files (all frames), DeePMD system folders, or folders holding them",
+    )
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--store", required=True, metavar="S.h5", help="the HDF5 label store (created or resumed)")
     p.add_argument("--forces", action="store_true", help="analytic forces (not for ccsd, ccsd(t))")
-    p.add_argument("--model", nargs="+", default=None, metavar="PT",
-                   help="deepks: one model, or several for committee statistics (default: the shipped model)")
+    p.add_argument(
+        "--model",
+        nargs="+",
+        default=None,
+        metavar="PT",
+        help="deepks: one model, or several for committee statistics (default: the shipped model)",
+    )
     p.add_argument("--basis", default="cc-pVDZ")
     p.add_argument("--density-fit", action="store_true")
     p.add_argument("--grid-level", type=int, default=3)
@@ -26,8 +38,12 @@ def add_parser(sub):
     p.add_argument("--multiplicity", type=int, default=None, help="2S+1 of every frame (default: per frame, else 1)")
     p.add_argument("--workers", type=int, default=1, help="local Dask worker processes (default 1)")
     p.add_argument("--threads-per-worker", type=int, default=2, help="OpenMP threads per worker (default 2)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="run on an existing Dask cluster, e.g. tcp://host:8786, instead of a local one")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on an existing Dask cluster, e.g. tcp://host:8786, instead of a local one",
+    )
     p.add_argument("--retry-failed", action="store_true", help="rerun frames stored with an error")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -39,16 +55,33 @@ def run(args) -> int:
     from ..store import LabelStore
     from ..structures import read_frames
 
-    spec = LabelSpec(method=args.method, basis=args.basis, forces=args.forces, density_fit=args.density_fit,
-                     grid_level=args.grid_level, save_matrices=args.save_matrices,
-                     model_paths=list(args.model or [])).validate()
+    spec = LabelSpec(
+        method=args.method,
+        basis=args.basis,
+        forces=args.forces,
+        density_fit=args.density_fit,
+        grid_level=args.grid_level,
+        save_matrices=args.save_matrices,
+        model_paths=list(args.model or []),
+    ).validate()
     frames = read_frames(args.inputs, charge=args.charge, multiplicity=args.multiplicity, check=False)
     store = LabelStore(args.store, spec.metadata())
-    print(f"{len(frames)} frames, method {spec.method}"
-          + (f" ({spec.xc})" if spec.xc else "") + f" / {spec.basis}, store {args.store} ({len(store)} records)")
+    print(
+        f"{len(frames)} frames, method {spec.method}"
+        + (f" ({spec.xc})" if spec.xc else "")
+        + f" / {spec.basis}, store {args.store} ({len(store)} records)"
+    )
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    summary = run_batch(frames, spec, store, workers=args.workers, threads_per_worker=args.threads_per_worker,
-                        scheduler=args.scheduler, retry_failed=args.retry_failed, progress=not args.no_progress,
-                        log=log)
+    summary = run_batch(
+        frames,
+        spec,
+        store,
+        workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        scheduler=args.scheduler,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+        log=log,
+    )
     print(summary.line())
     return 0

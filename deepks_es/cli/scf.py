@@ -11,21 +11,31 @@ OUTPUT_SUFFIXES = (".json", ".extxyz", ".xyz")
 
 
 def add_parser(sub):
-    p = sub.add_parser("scf", help="SCF with the DeePKS correction on one or more structure files",
-                       description="PBE (or --xc) + DeePKS correction inside the PySCF SCF loop. Prints energy, "
-                       "e_delta, HOMO/LUMO/gap and (with --forces) forces for every structure.")
+    p = sub.add_parser(
+        "scf",
+        help="SCF with the DeePKS correction on one or more structure files",
+        description="PBE (or --xc) + DeePKS correction inside the PySCF SCF loop. Prints energy, "
+        "e_delta, HOMO/LUMO/gap and (with --forces) forces for every structure.",
+    )
     p.add_argument("inputs", nargs="+", metavar="FILE", help="xyz/extxyz files (all frames are run)")
-    p.add_argument("--model", default=None,
-                   help="correction model checkpoint (default: the shipped data/default_model.pt); "
-                   "'none' runs the plain base functional")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="correction model checkpoint (default: the shipped data/default_model.pt); "
+        "'none' runs the plain base functional",
+    )
     p.add_argument("--basis", default=None, help="AO basis (default: the model's, cc-pVDZ)")
     p.add_argument("--xc", default=None, help="base functional (default: the model's, PBE)")
     p.add_argument("--forces", action="store_true", help="also compute analytic forces")
     p.add_argument("--density-fit", action="store_true", help="density fitting for J (and K) of the base functional")
     p.add_argument("--output", default=None, metavar="PATH", help="write results: .json (for scripts) or .extxyz")
     p.add_argument("--charge", type=int, default=None, help="total charge (default: from the comment line, else 0)")
-    p.add_argument("--multiplicity", type=int, default=None,
-                   help="2S+1 (default: from the comment line, else 1; only 1 is supported)")
+    p.add_argument(
+        "--multiplicity",
+        type=int,
+        default=None,
+        help="2S+1 (default: from the comment line, else 1; only 1 is supported)",
+    )
     p.add_argument("--conv-tol", type=float, default=None, help="SCF energy convergence (Eh, default 1e-10)")
     p.add_argument("--max-cycle", type=int, default=100, help="SCF cycles per attempt of the retry ladder")
     p.add_argument("--grid-level", type=int, default=3, help="PySCF DFT grid level (default 3)")
@@ -85,8 +95,15 @@ def run(args) -> int:
             print(f"WARNING: this model is UNTRAINED ({model.settings.get('description')})")
     records, failed = [], 0
     for frame, mol in zip(frames, mols):
-        mf = build_scf(mol, xc=xc, model=model, density_fit=args.density_fit, grid_level=args.grid_level,
-                       conv_tol=args.conv_tol or DEFAULT_CONV_TOL, max_cycle=args.max_cycle)
+        mf = build_scf(
+            mol,
+            xc=xc,
+            model=model,
+            density_fit=args.density_fit,
+            grid_level=args.grid_level,
+            conv_tol=args.conv_tol or DEFAULT_CONV_TOL,
+            max_cycle=args.max_cycle,
+        )
         records.append(to_record(frame, single_point(mf, forces=args.forces), meta))
         failed += not records[-1]["converged"]
         print(summary(records[-1]), flush=True)
