@@ -197,7 +197,7 @@ class SCFWithDeePKS(_DeePKS):
             vhf = self.get_veff(self.mol, dm)
         e_elec, e_coul = super().energy_elec(dm, h1e, vhf)
         self.scf_summary["e_delta"] = vhf.e_delta
-        logger.debug(self, "e_delta = %.12g", vhf.e_delta)
+        logger.info(self, "e_delta = %.12g", vhf.e_delta)
         return e_elec + vhf.e_delta, e_coul
 
     def density_fit(self, *args, **kwargs):
