@@ -23,7 +23,7 @@ import numpy as np
 from pyscf.data.nist import HARTREE2EV
 
 from .errors import DeePKSInputError
-from .output import EV_PER_ANG_PER_AU
+from .output import EV_PER_ANG_PER_AU, write_extxyz
 from .store import LabelStore
 
 FORMATS = ("extxyz", "deepmd", "deepmd-mixed")
@@ -57,24 +57,25 @@ def export(store_path, fmt: str, output, include_unconverged: bool = False) -> i
 
 
 def _write_extxyz(records: list, output) -> None:
-    import ase
-    import ase.io
-
-    images = []
-    for rec in records:
-        atoms = ase.Atoms(numbers=rec["numbers"], positions=rec["positions_ang"])
-        atoms.info.update(
-            REF_energy=rec["e_tot"] * HARTREE2EV,
-            charge=rec["charge"],
-            multiplicity=rec["multiplicity"],
-            config_type=Path(rec["source"]).stem,
-            name=rec["name"],
-            converged=rec["converged"],
-        )
-        if rec["forces"] is not None:
-            atoms.arrays["REF_forces"] = rec["forces"] * EV_PER_ANG_PER_AU
-        images.append(atoms)
-    ase.io.write(str(output), images, format="extxyz")
+    write_extxyz(
+        output,
+        [
+            (
+                rec["numbers"],
+                rec["positions_ang"],
+                rec["e_tot"] * HARTREE2EV,
+                None if rec["forces"] is None else rec["forces"] * EV_PER_ANG_PER_AU,
+                {
+                    "charge": rec["charge"],
+                    "multiplicity": rec["multiplicity"],
+                    "config_type": Path(rec["source"]).stem,
+                    "name": rec["name"],
+                    "converged": rec["converged"],
+                },
+            )
+            for rec in records
+        ],
+    )
 
 
 def _write_deepmd(records: list, output, mixed: bool, store_path) -> None:

@@ -61,37 +61,54 @@ def write_records(frames, records: list, path) -> None:
     if suffix == ".json":
         path.write_text(json.dumps(records[0] if len(records) == 1 else records, indent=1) + "\n")
     elif suffix in (".extxyz", ".xyz"):
-        import ase
-        import ase.io
-
-        images = []
-        for frame, rec in zip(frames, records):
-            atoms = ase.Atoms(numbers=frame.numbers, positions=frame.positions_ang)
-            atoms.info["REF_energy"] = rec["e_tot"] * HARTREE2EV
-            for key in (
-                "name",
-                "charge",
-                "multiplicity",
-                "e_tot",
-                "e_delta",
-                "homo",
-                "lumo",
-                "gap",
-                "converged",
-                "cycles",
-                "wall_s",
-                "model_sha256",
-                "basis",
-                "xc",
-            ):
-                if rec.get(key) is not None:
-                    atoms.info[key] = rec[key]
-            if rec["forces"] is not None:
-                atoms.arrays["REF_forces"] = np.asarray(rec["forces"])
-            images.append(atoms)
-        ase.io.write(str(path), images, format="extxyz")
+        keys = (
+            "name",
+            "charge",
+            "multiplicity",
+            "e_tot",
+            "e_delta",
+            "homo",
+            "lumo",
+            "gap",
+            "converged",
+            "cycles",
+            "wall_s",
+            "model_sha256",
+            "basis",
+            "xc",
+        )
+        write_extxyz(
+            path,
+            [
+                (f.numbers, f.positions_ang, rec["e_tot"] * HARTREE2EV, rec["forces"], {k: rec.get(k) for k in keys})
+                for f, rec in zip(frames, records)
+            ],
+        )
     else:
         raise DeePKSInputError(f"--output {path}: unknown suffix {suffix!r}; use .json or .extxyz")
+
+
+def write_extxyz(path, frames) -> None:
+    """Extended XYZ through ASE, the one writer of labelled frames.
+
+    Args:
+        frames: iterable of (numbers (natm,), positions_ang (natm, 3) Å, energy in eV, forces (natm, 3) eV/Å
+            or None, info dict of scalars; None values are left out). Energy and forces are written as
+            ``REF_energy`` and ``REF_forces``: ASE's own ``energy``/``forces`` keys belong to its calculator
+            and some trainers drop them.
+    """
+    import ase
+    import ase.io
+
+    images = []
+    for numbers, positions_ang, energy_ev, forces_ev_ang, info in frames:
+        atoms = ase.Atoms(numbers=numbers, positions=positions_ang)
+        atoms.info["REF_energy"] = energy_ev
+        atoms.info.update({k: v for k, v in info.items() if v is not None})
+        if forces_ev_ang is not None:
+            atoms.arrays["REF_forces"] = np.asarray(forces_ev_ang)
+        images.append(atoms)
+    ase.io.write(str(path), images, format="extxyz")
 
 
 def summary(rec: dict) -> str:
