@@ -67,7 +67,7 @@ def _client(workers: int, threads_per_worker: int, scheduler: str | None):
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: several batches can run on one machine
             silence_logs=logging.ERROR,
         )
     return Client(cluster), cluster
