@@ -7,9 +7,12 @@ in the training issue. Run: python data/make_default_model.py
 
 from pathlib import Path
 
+import torch
+
 from deepks_es import build_model, save_model
 
 if __name__ == "__main__":
+    torch.manual_seed(0)  # hidden-layer initialisation: the same file, the same hash, on every run
     model = build_model("eigen", elements=[1, 8])
     out = Path(__file__).resolve().parent / "default_model.pt"
     sha = save_model(
