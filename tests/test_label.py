@@ -161,7 +161,7 @@ def test_explicit_scheduler_address(tmp_path):
     from distributed import LocalCluster
 
     store = tmp_path / "s.h5"
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         assert _label(DATA, "--method", "pbe", "--store", store, "--scheduler", cluster.scheduler_address) == 0
     assert len(LabelStore(store)) == 12
 
