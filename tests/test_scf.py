@@ -132,3 +132,18 @@ def test_second_order_rung_converges_to_same_energy(dimer, ladder_rung):
     newton.conv_tol = 1e-11
     assert abs(newton.kernel() - e_ref) < 1e-8
 
+
+
+def test_e_delta_logged_every_cycle(dimer, tmp_path):
+    """At verbose >= 4 (PySCF's INFO) every SCF cycle logs e_delta through PySCF's logger."""
+    log = tmp_path / "scf.log"
+    mol = dimer.copy()
+    mol.verbose = 4
+    mol.output = str(log)
+    mol.build(dump_input=False, parse_arg=False)
+    mf = attach(_plain(mol), random_model())
+    mf.kernel()
+    text = log.read_text()
+    cycles = text.count("cycle=")
+    assert cycles > 3 and text.count("e_delta = ") >= cycles
+    assert "DeePKS correction" in text  # dump_flags names the model and projector
