@@ -133,7 +133,6 @@ def test_second_order_rung_converges_to_same_energy(dimer, ladder_rung):
     assert abs(newton.kernel() - e_ref) < 1e-8
 
 
-
 def test_e_delta_logged_every_cycle(dimer, tmp_path):
     """At verbose >= 4 (PySCF's INFO) every SCF cycle logs e_delta through PySCF's logger."""
     log = tmp_path / "scf.log"
