@@ -196,16 +196,28 @@ class LabelStore:
     def _journal_files(self) -> dict:
         return {p.stem: p for p in sorted(self.journal.glob("*.h5"))} if self.journal.is_dir() else {}
 
-    def _main_keys(self) -> list:
+    def _iter_groups(self, keys=None):
+        """(key, group) of every complete record, or of those among ``keys``; a journal record replaces
+        the store's. The store file is opened once and each journal file while its group is in use, so a
+        group is valid only until the next one is yielded."""
+        journal = self._journal_files()
         with h5py.File(self.path, "r") as f:
-            return [key for key, g in f["frames"].items() if g.attrs.get("complete", False)]
+            frames = f["frames"]
+            for key in frames if keys is None else keys:
+                group = None if key in journal else frames.get(key)
+                if group is not None and group.attrs.get("complete", False):
+                    yield key, group
+        for key, path in journal.items():
+            if keys is None or key in keys:
+                with h5py.File(path, "r") as src:
+                    yield key, src["record"]
 
     def keys(self) -> list:
         """Sorted keys of the complete records (store and journal)."""
-        return sorted(set(self._main_keys()) | set(self._journal_files()))
+        return sorted(key for key, _ in self._iter_groups())
 
     def __contains__(self, key) -> bool:
-        return key in self._journal_files() or key in self._main_keys()
+        return any(True for _ in self._iter_groups([key]))
 
     def __len__(self) -> int:
         return len(self.keys())
@@ -265,14 +277,6 @@ class LabelStore:
         shutil.rmtree(self.journal)
         return len(files)
 
-    def _group(self, key: str, f_main):
-        """The record group of ``key``: the journal's if there is one, else the store's (or None)."""
-        path = self._journal_files().get(key)
-        if path is not None:
-            return h5py.File(path, "r")["record"]
-        group = f_main["frames"].get(key)
-        return group if group is not None and group.attrs.get("complete", False) else None
-
     @staticmethod
     def _read_group(key: str, group, matrices: bool) -> dict:
         record = {"key": key, **{name: kind(group.attrs[name]) for name, kind in ATTR_FIELDS.items()}}
@@ -289,15 +293,9 @@ class LabelStore:
         Raises:
             KeyError: no complete record ``key``.
         """
-        with h5py.File(self.path, "r") as f:
-            group = self._group(key, f)
-            if group is None:
-                raise KeyError(f"no complete record {key} in {self.path}")
-            try:
-                return self._read_group(key, group, matrices)
-            finally:
-                if group.file != f:
-                    group.file.close()
+        for found, group in self._iter_groups([key]):
+            return self._read_group(found, group, matrices)
+        raise KeyError(f"no complete record {key} in {self.path}")
 
     def records(self, include_unconverged=False, include_failed=False, matrices: bool = True) -> list:
         """The complete records (as :meth:`read`), sorted by (source, name).
@@ -307,8 +305,8 @@ class LabelStore:
         ``matrices=False`` skips reading dm/fock/ovlp/mo_coeff (None), which can be large.
         """
         out = []
-        for key in self.keys():
-            record = self.read(key, matrices)
+        for key, group in self._iter_groups():
+            record = self._read_group(key, group, matrices)
             failed = bool(record["error"]) or not np.isfinite(record["e_tot"])
             if include_failed if failed else (record["converged"] or include_unconverged):
                 out.append(record)
