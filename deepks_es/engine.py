@@ -101,11 +101,10 @@ def run_batch(
     t0 = time.perf_counter()
     spec.threads = threads_per_worker
     summary = BatchSummary()
-    todo, seen = [], set()
+    todo, seen, stored = [], set(), set(store.keys())  # one scan of the store, not one per frame
     for frame in frames:
         key = key_of(frame, spec)
-        stored = key in store
-        if key in seen or (stored and not (retry_failed and store.read(key)["error"])):
+        if key in seen or (key in stored and not (retry_failed and store.read(key)["error"])):
             summary.skipped += 1
             continue
         seen.add(key)
@@ -117,22 +116,22 @@ def run_batch(
     try:
         client.run(_warm_up)
         summary.startup_s = time.perf_counter() - t0
-        futures = [client.submit(label_frame, frame, key, spec, pure=False, key=f"label-{key}") for frame, key in todo]
-        names = {f.key: frame.name for f, (frame, _) in zip(futures, todo)}
+        pending = {f"label-{key}": (frame, key) for frame, key in todo}  # Dask key -> frame
+        futures = [client.submit(label_frame, f, key, spec, pure=False, key=k) for k, (f, key) in pending.items()]
         bar = tqdm(total=len(todo), desc="labelling", unit="frame", disable=not progress)
         for future in as_completed(futures):
+            frame, key = pending[future.key]
             try:
                 record = future.result()
             except Exception as exc:  # the worker process died (e.g. out of memory): record the frame as failed
-                frame, key = next(t for t in todo if f"label-{t[1]}" == future.key)
                 record = label_frame(replace(frame, error=f"worker died: {exc}"), key, spec)
             store.write(record, overwrite=retry_failed)
             if record["error"]:
                 summary.failed += 1
-                log(f"frame {names[future.key]}: {record['error']}")
+                log(f"frame {frame.name}: {record['error']}")
             elif not record["converged"]:
                 summary.unconverged += 1
-                log(f"frame {names[future.key]}: SCF not converged after the retry ladder")
+                log(f"frame {frame.name}: SCF not converged after the retry ladder")
             else:
                 summary.done += 1
             bar.set_postfix(failed=summary.failed + summary.unconverged)
