@@ -47,6 +47,22 @@ def frontier(mo_energy: np.ndarray, mo_occ: np.ndarray):
     return homo, lumo, (lumo - homo if lumo is not None else None)
 
 
+def scf_fields(mf) -> dict:
+    """``mo_energy`` (Eh), ``mo_occ``, ``homo``, ``lumo``, ``gap`` (Eh), ``converged``, ``cycles`` (all
+    attempts) and ``scf_attempts`` of an SCF object returned by :func:`deepks_es.scf.run_scf`."""
+    homo, lumo, gap = frontier(mf.mo_energy, mf.mo_occ)
+    return {
+        "mo_energy": np.asarray(mf.mo_energy),
+        "mo_occ": np.asarray(mf.mo_occ),
+        "homo": homo,
+        "lumo": lumo,
+        "gap": gap,
+        "converged": bool(mf.converged),
+        "cycles": int(sum(a[2] for a in mf.scf_attempts)),
+        "scf_attempts": [list(a) for a in mf.scf_attempts],
+    }
+
+
 def single_point(mf, forces: bool = False) -> dict:
     """Run the SCF (with the retry ladder) and, when asked, the analytic gradient.
 
@@ -60,19 +76,11 @@ def single_point(mf, forces: bool = False) -> dict:
     de = None
     if forces:
         de = mf.nuc_grad_method().kernel()
-    homo, lumo, gap = frontier(mf.mo_energy, mf.mo_occ)
     return {
         "e_tot": float(mf.e_tot),
         "e_delta": float(mf.scf_summary.get("e_delta", 0.0)),
         "de": None if de is None else np.asarray(de),
-        "mo_energy": np.asarray(mf.mo_energy),
-        "mo_occ": np.asarray(mf.mo_occ),
-        "homo": homo,
-        "lumo": lumo,
-        "gap": gap,
-        "converged": bool(mf.converged),
-        "cycles": int(sum(a[2] for a in mf.scf_attempts)),
-        "scf_attempts": [list(a) for a in mf.scf_attempts],
+        **scf_fields(mf),
         "wall_s": time.perf_counter() - t0,
         "mf": mf,
     }

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .calc import DEFAULT_CONV_TOL, build_scf, single_point
+from .calc import DEFAULT_CONV_TOL, build_scf, scf_fields, single_point
 from .errors import DeePKSInputError
 
 METHODS = ("pbe", "hse06", "deepks", "ccsd", "ccsd(t)")
@@ -123,19 +123,6 @@ class LabelSpec:
         return meta
 
 
-def _frontier_record(mf) -> dict:
-    from .calc import frontier
-
-    homo, lumo, gap = frontier(mf.mo_energy, mf.mo_occ)
-    return {
-        "mo_energy": np.asarray(mf.mo_energy),
-        "mo_occ": np.asarray(mf.mo_occ),
-        "homo": homo,
-        "lumo": lumo,
-        "gap": gap,
-    }
-
-
 def _dft_record(mol, spec: LabelSpec, xc: str, model=None) -> dict:
     mf = build_scf(
         mol, xc=xc, model=model, density_fit=spec.density_fit, grid_level=spec.grid_level, conv_tol=spec.conv_tol
@@ -162,13 +149,8 @@ def _cc_record(mol, spec: LabelSpec) -> dict:
     mycc = cc.CCSD(mf)
     mycc.kernel()
     e_tot = mycc.e_tot + (mycc.ccsd_t() if spec.method == "ccsd(t)" else 0.0)
-    rec = {
-        "e_tot": float(e_tot),
-        "forces": None,
-        "converged": bool(mf.converged and mycc.converged),
-        "cycles": int(sum(a[2] for a in mf.scf_attempts)),
-    }
-    rec.update(_frontier_record(mf))  # RHF orbitals
+    rec = scf_fields(mf)  # RHF orbitals and SCF cycles
+    rec.update(e_tot=float(e_tot), forces=None, converged=bool(mf.converged and mycc.converged))
     return rec
 
 
