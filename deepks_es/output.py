@@ -49,6 +49,21 @@ def to_record(frame, result: dict, meta: dict) -> dict:
     }
 
 
+OUTPUT_FORMATS = {".json": "json", ".extxyz": "extxyz", ".xyz": "extxyz"}
+
+
+def output_format(path) -> str:
+    """``"json"`` or ``"extxyz"`` from the suffix of ``path``.
+
+    Raises:
+        DeePKSInputError: for another suffix.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise DeePKSInputError(f"--output {path}: unknown suffix {suffix!r}; use .json or .extxyz")
+    return OUTPUT_FORMATS[suffix]
+
+
 def write_records(frames, records: list, path) -> None:
     """Write records to ``path``, format by suffix: ``.json`` (a list, or one object for one structure)
     or ``.extxyz``/``.xyz`` (ASE extended XYZ).
@@ -57,10 +72,9 @@ def write_records(frames, records: list, path) -> None:
         DeePKSInputError: for another suffix.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".json":
+    if output_format(path) == "json":
         path.write_text(json.dumps(records[0] if len(records) == 1 else records, indent=1) + "\n")
-    elif suffix in (".extxyz", ".xyz"):
+    else:
         keys = (
             "name",
             "charge",
@@ -84,8 +98,6 @@ def write_records(frames, records: list, path) -> None:
                 for f, rec in zip(frames, records)
             ],
         )
-    else:
-        raise DeePKSInputError(f"--output {path}: unknown suffix {suffix!r}; use .json or .extxyz")
 
 
 def write_extxyz(path, frames) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-FORMATS = ("extxyz", "deepmd", "deepmd-mixed")
+from ..export import FORMATS
 
 
 def add_parser(sub):

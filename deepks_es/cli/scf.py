@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..errors import DeePKSInputError
-
-OUTPUT_SUFFIXES = (".json", ".extxyz", ".xyz")
 
 
 def add_parser(sub):
@@ -66,12 +63,12 @@ def _settings(args, model):
 
 def run(args) -> int:
     from ..calc import DEFAULT_CONV_TOL, build_scf, single_point
-    from ..output import summary, to_record, write_records
+    from ..output import output_format, summary, to_record, write_records
     from ..scf import DeePKSCorrection
     from ..structures import frame_to_mol, read_frames
 
-    if args.output and Path(args.output).suffix.lower() not in OUTPUT_SUFFIXES:
-        raise DeePKSInputError(f"--output {args.output}: unknown suffix; use .json or .extxyz")
+    if args.output:
+        output_format(args.output)  # refuse an unknown suffix before any compute
     model, model_name = _load(args)
     basis, xc = _settings(args, model)
     frames = read_frames(args.inputs, charge=args.charge, multiplicity=args.multiplicity)
