@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .descriptor import make_descriptor
 from .errors import DeePKSInputError
 from .projector import ProjectorBasis
 
@@ -64,6 +65,12 @@ class CorrectionModel(nn.Module):
 
     def init_args(self) -> dict:
         raise NotImplementedError
+
+    def energy_from_pdm(self, pdm: list, elem_index: torch.Tensor) -> torch.Tensor:
+        """e_delta (Eh), shape (...), from projected density blocks, list over l of
+        (..., natm, nrad, 2l+1, 2l+1); the one entry point of the SCF and of training. Models that read
+        descriptors build them here (:func:`deepks_es.descriptor.make_descriptor`)."""
+        return self(make_descriptor(pdm), elem_index)
 
     def element_index(self, numbers) -> torch.Tensor:
         """Map atomic numbers (natm,) to model element indices (natm,) int64.

@@ -115,7 +115,7 @@ class DeePKSCorrection(lib.StreamObject):
         """e_delta (Eh) and d e_delta / d pdm (list over l of (natm, nrad, 2l+1, 2l+1)) by autograd."""
         pdm = [torch.from_numpy(p).requires_grad_(True) for p in self.make_pdm(dm)]
         with _one_torch_thread():
-            e_delta = self.model(make_descriptor(pdm), self._elem_index)
+            e_delta = self.model.energy_from_pdm(pdm, self._elem_index)
             gpdm = torch.autograd.grad(e_delta, pdm)
         return float(e_delta.detach()), [g.numpy() for g in gpdm]
 

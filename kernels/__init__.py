@@ -5,6 +5,7 @@ pair in float64 to 1e-10.
 """
 
 from .projection import (
+    ao_owner,
     make_de_delta,
     make_de_delta_reference,
     make_pdm,
@@ -14,6 +15,7 @@ from .projection import (
 )
 
 __all__ = [
+    "ao_owner",
     "make_pdm",
     "make_pdm_reference",
     "make_v_delta",

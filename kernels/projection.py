@@ -21,22 +21,30 @@ import numpy as np
 import opt_einsum as oe
 
 
-def make_pdm(dm: np.ndarray, ovlp_proj: list) -> list:
+def _swap(x):
+    """Transpose the last two axes (numpy array or torch tensor)."""
+    return x.swapaxes(-1, -2)
+
+
+def _flat(c):
+    """(..., nao, natm, nrad, 2l+1) -> (..., nao, natm * nrad * (2l+1)), a view."""
+    return c.reshape(*c.shape[:-3], -1)
+
+
+def make_pdm(dm, ovlp_proj: list) -> list:
     """Projected density matrix blocks, one GEMM and one batched contraction per l.
 
+    Works on numpy arrays and on torch tensors (differentiable), with optional leading batch
+    dimensions (frames) shared by all inputs.
+
     Args:
-        dm: (nao, nao) density matrix.
-        ovlp_proj: list over l of (nao, natm, nrad, 2l+1).
+        dm: (..., nao, nao) density matrix.
+        ovlp_proj: list over l of (..., nao, natm, nrad, 2l+1).
 
     Returns:
-        list over l of (natm, nrad, 2l+1, 2l+1).
+        list over l of (..., natm, nrad, 2l+1, 2l+1).
     """
-    pdm = []
-    for c in ovlp_proj:
-        nao = c.shape[0]
-        dc = (dm @ c.reshape(nao, -1)).reshape(c.shape)
-        pdm.append(oe.contract("ranm,ranM->anmM", c, dc))
-    return pdm
+    return [oe.contract("...ranm,...ranM->...anmM", c, (dm @ _flat(c)).reshape(c.shape)) for c in ovlp_proj]
 
 
 def make_pdm_reference(dm: np.ndarray, ovlp_proj: list) -> list:
@@ -53,25 +61,23 @@ def make_pdm_reference(dm: np.ndarray, ovlp_proj: list) -> list:
 
 
 def _c_gpdm(ovlp_proj: list, gpdm: list) -> list:
-    """(C gpdm)_{r,anM} per l, shape (nao, natm, nrad, 2l+1)."""
-    return [oe.contract("ranm,anmM->ranM", c, g) for c, g in zip(ovlp_proj, gpdm)]
+    """(C gpdm)_{r,anM} per l, shape (..., nao, natm, nrad, 2l+1)."""
+    return [oe.contract("...ranm,...anmM->...ranM", c, g) for c, g in zip(ovlp_proj, gpdm)]
 
 
-def make_v_delta(gpdm: list, ovlp_proj: list) -> np.ndarray:
+def make_v_delta(gpdm: list, ovlp_proj: list):
     """Hamiltonian correction v_delta = d e_delta / d dm from dE/dpdm.
 
+    numpy or torch (differentiable), optional leading batch dimensions.
+
     Args:
-        gpdm: list over l of (natm, nrad, 2l+1, 2l+1), d e_delta / d pdm in Eh.
-        ovlp_proj: list over l of (nao, natm, nrad, 2l+1).
+        gpdm: list over l of (..., natm, nrad, 2l+1, 2l+1), d e_delta / d pdm in Eh.
+        ovlp_proj: list over l of (..., nao, natm, nrad, 2l+1).
 
     Returns:
-        (nao, nao) v_delta in Eh; symmetric when every gpdm block is.
+        (..., nao, nao) v_delta in Eh; symmetric when every gpdm block is.
     """
-    nao = ovlp_proj[0].shape[0]
-    v_delta = np.zeros((nao, nao))
-    for c, cg in zip(ovlp_proj, _c_gpdm(ovlp_proj, gpdm)):
-        v_delta += cg.reshape(nao, -1) @ c.reshape(nao, -1).T
-    return v_delta
+    return sum(_flat(cg) @ _swap(_flat(c)) for c, cg in zip(ovlp_proj, _c_gpdm(ovlp_proj, gpdm)))
 
 
 def make_v_delta_reference(gpdm: list, ovlp_proj: list) -> np.ndarray:
@@ -85,27 +91,38 @@ def make_v_delta_reference(gpdm: list, ovlp_proj: list) -> np.ndarray:
     return v_delta
 
 
-def make_de_delta(gpdm: list, dm: np.ndarray, ovlp_proj: list, ipovlp: list, ao_atom: np.ndarray) -> np.ndarray:
+def ao_owner(ao_atom, natm: int):
+    """(natm, nao) 0/1 matrix, 1 where AO r sits on atom a, from ao_atom (nao,) (numpy or torch)."""
+    if isinstance(ao_atom, np.ndarray):
+        return (ao_atom[None, :] == np.arange(natm)[:, None]).astype(float)
+    import torch
+
+    return (ao_atom[None, :] == torch.arange(natm)[:, None]).to(torch.float64)
+
+
+def make_de_delta(gpdm: list, dm, ovlp_proj: list, ipovlp: list, ao_atom):
     """Explicit nuclear gradient of e_delta at fixed density matrix (projector and AO centres move).
 
+    numpy or torch (differentiable in gpdm), optional leading batch dimensions.
+
     Args:
-        gpdm: list over l of (natm, nrad, 2l+1, 2l+1), d e_delta / d pdm (symmetric blocks), Eh.
-        dm: (nao, nao) density matrix.
-        ovlp_proj: list over l of (nao, natm, nrad, 2l+1).
-        ipovlp: list over l of (3, nao, natm, nrad, 2l+1), bohr^-1.
-        ao_atom: (nao,) int, the atom each AO sits on.
+        gpdm: list over l of (..., natm, nrad, 2l+1, 2l+1), d e_delta / d pdm (symmetric blocks), Eh.
+        dm: (..., nao, nao) density matrix.
+        ovlp_proj: list over l of (..., nao, natm, nrad, 2l+1).
+        ipovlp: list over l of (..., 3, nao, natm, nrad, 2l+1), bohr^-1.
+        ao_atom: (nao,) int, the atom each AO sits on (the same for every batch entry).
 
     Returns:
-        (natm, 3) gradient in Eh/bohr. Memory: one (3, nao, natm) intermediate, no natm^2 tensor.
+        (..., natm, 3) gradient in Eh/bohr. Memory: one (..., 3, nao, natm) intermediate, no natm^2 tensor.
     """
-    natm = ovlp_proj[0].shape[1]
-    nao = dm.shape[0]
-    de = np.zeros((natm, 3))
+    natm = ovlp_proj[0].shape[-3]
+    owner = ao_owner(ao_atom, natm)
+    de = 0
     for ip, cg in zip(ipovlp, _c_gpdm(ovlp_proj, gpdm)):
-        t = (dm @ cg.reshape(nao, -1)).reshape(cg.shape)
-        x = oe.contract("xranm,ranm->xra", ip, t)  # (3, nao, natm)
-        de += 2 * x.sum(axis=1).T  # projector centre a moves
-        np.add.at(de, ao_atom, -2 * x.sum(axis=2).T)  # AO centre moves
+        t = (dm @ _flat(cg)).reshape(cg.shape)
+        x = oe.contract("...xranm,...ranm->...xra", ip, t)  # (..., 3, nao, natm)
+        de = de + 2 * _swap(x.sum(-2))  # projector centre a moves
+        de = de - 2 * owner @ _swap(x.sum(-1))  # AO centre moves
     return de
 
 

@@ -1,0 +1,313 @@
+"""Training data: target labels paired with the base quantities at the density of the current model's SCF.
+
+One training frame couples two records of the same geometry (matched by :func:`geometry_key`):
+
+* the *base* record, from ``deepks-es label --method pbe`` (the zero model) or ``--method deepks`` with the
+  current model, both with ``--forces --save-matrices``: its converged density ``dm`` and what the base
+  functional gives there;
+* the *target* record (HSE06, CCSD, ...): ``e_tot`` and, where stored, forces, orbital energies, Fock
+  matrix and orbitals.
+
+At the fixed base density D the model's predictions are first order in the model (DeePKS, Chen et al.,
+JCTC 17, 170 (2021), Eqs. 2-9; DeePKS-ES, Liang et al., arXiv 2503.24050, Sec. 2):
+
+    E(theta)  = e_base + e_delta(theta)
+    H(theta)  = fock_base + v_delta(theta)
+    F(theta)  = f_rest - grad_delta(theta)
+    grad_delta = d e_delta/dR |_D  (projector and AO centres move)
+               + 2 sum_{r on b, s} <nabla r|s> W_rs,   W = D v_delta D / 2   (the v_delta part of the
+                 orthonormality (Pulay) term -tr(W dS/dR), since W = D (fock_base + v_delta) D / 2 at SCF)
+
+where ``e_base``, ``fock_base`` and ``f_rest`` are the record's energy, Fock matrix and forces with the
+correction of the model that produced the record taken out. ``f_rest`` is then the base functional's force
+at D with its own energy-weighted density (checked against PySCF in tests/test_train.py).
+
+Memory per frame (float64): the integrals ovlp_proj (nao natm nproj), ipovlp_proj (3 nao natm nproj) and
+<nabla r|s> (3 nao^2), kept for the contractions, and nao^2 matrices; no natm x 3 x natm x nproj
+descriptor-derivative tensor is formed: force contributions are contracted on the fly
+(:func:`deepks_es.kernels.make_de_delta`). :func:`frame_nbytes` reports it; for (H2O)20 in cc-pVDZ see
+README.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import kernels
+from .errors import DeePKSInputError
+from .projector import ipovlp_proj, make_proj_mol, ovlp_proj
+from .store import LabelStore, frame_key
+from .structures import Frame, frame_to_mol
+
+
+def geometry_key(record: dict) -> str:
+    """Key of a record's structure alone (numbers, positions to the bit, charge, multiplicity)."""
+    return frame_key(
+        record["numbers"], record["positions_ang"], record["charge"], record["multiplicity"], "geometry", "", None
+    )
+
+
+@dataclass
+class FrameData:
+    """One training frame (numpy, atomic units). Shapes: natm atoms, nao AOs, nocc doubly occupied.
+
+    Attributes:
+        name, source: of the structure.
+        numbers: (natm,) atomic numbers.
+        dm: (nao, nao) base density matrix D.
+        ovlp_proj: list over l of (nao, natm, nrad, 2l+1); ipovlp: list over l of (3, nao, natm, nrad, 2l+1).
+        ip_ao: (3, nao, nao) <nabla r|s>, bohr^-1; ao_atom: (nao,) atom of each AO.
+        x_orth: (nao, nao) S^-1/2 (symmetric orthogonalisation) for the eigenvalue problem.
+        e_base: Eh; fock_base: (nao, nao) Eh; f_rest: (natm, 3) Eh/bohr (see the module docstring).
+        nocc: doubly occupied orbitals.
+        target: ``e_tot`` (Eh) and, or None, ``forces`` (natm, 3) Eh/bohr, ``mo_energy`` (nmo,) Eh,
+            ``fock`` (nao, nao) Eh, ``mo_coeff`` (nao, nmo).
+    """
+
+    name: str
+    source: str
+    numbers: np.ndarray
+    dm: np.ndarray
+    ovlp_proj: list
+    ipovlp: list
+    ip_ao: np.ndarray
+    ao_atom: np.ndarray
+    x_orth: np.ndarray
+    e_base: float
+    fock_base: np.ndarray
+    f_rest: np.ndarray
+    nocc: int
+    target: dict = field(default_factory=dict)
+
+
+def frame_nbytes(frame: FrameData) -> int:
+    """Bytes held by one :class:`FrameData` (its arrays)."""
+    arrays = [frame.dm, frame.ip_ao, frame.x_orth, frame.fock_base, frame.f_rest, *frame.ovlp_proj, *frame.ipovlp]
+    arrays += [v for v in frame.target.values() if isinstance(v, np.ndarray)]
+    return int(sum(a.nbytes for a in arrays))
+
+
+def grad_delta(gpdm: list, v_delta, dm, ovlp_proj: list, ipovlp: list, ip_ao, ao_atom):
+    """Model-dependent part of the nuclear gradient at fixed density (see the module docstring).
+
+    numpy or torch (differentiable), optional leading batch dimensions.
+
+    Args:
+        gpdm: list over l of (..., natm, nrad, 2l+1, 2l+1), d e_delta / d pdm, Eh.
+        v_delta: (..., nao, nao) Eh.
+        dm: (..., nao, nao); ovlp_proj, ipovlp: as :func:`deepks_es.kernels.make_de_delta`.
+        ip_ao: (..., 3, nao, nao) <nabla r|s>, bohr^-1; ao_atom: (nao,).
+
+    Returns:
+        (..., natm, 3) Eh/bohr.
+    """
+    natm = ovlp_proj[0].shape[-3]
+    w = dm @ v_delta @ dm / 2
+    pulay = (ip_ao * w[..., None, :, :]).sum(-1)  # (..., 3, nao)
+    de_pulay = 2 * kernels.ao_owner(ao_atom, natm) @ pulay.swapaxes(-1, -2)
+    return kernels.make_de_delta(gpdm, dm, ovlp_proj, ipovlp, ao_atom) + de_pulay
+
+
+def _model_terms(model, mol, dm, c, ip, ip_ao, ao_atom):
+    """e_delta, v_delta and grad_delta of ``model`` at ``dm`` (numpy), for taking a correction out."""
+    from .scf import DeePKSCorrection
+
+    corr = DeePKSCorrection(mol, model)
+    e_delta, gpdm = corr.energy_and_gpdm(dm)
+    v_delta = kernels.make_v_delta(gpdm, c)
+    return e_delta, v_delta, grad_delta(gpdm, v_delta, dm, c, ip, ip_ao, ao_atom)
+
+
+def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=None) -> FrameData:
+    """Pair a base record (with dm, fock, ovlp and forces) and a target record of the same structure.
+
+    Args:
+        base: store record of ``pbe`` or ``deepks`` (with ``base_model``), forces and matrices saved.
+        target: store record of the reference method.
+        basis: the AO basis of the base record.
+        projector: the model's :class:`~deepks_es.projector.ProjectorBasis`.
+        base_model: the correction model the base record was computed with (None for plain PBE).
+
+    Raises:
+        DeePKSInputError: the base record lacks forces or matrices.
+    """
+    if base.get("dm") is None or base.get("fock") is None or base.get("forces") is None:
+        raise DeePKSInputError(
+            f"base record {base['name']} has no forces or matrices; label the base with --forces --save-matrices"
+        )
+    frame = Frame(
+        name=base["name"],
+        source=base["source"],
+        numbers=np.asarray(base["numbers"]),
+        positions_ang=np.asarray(base["positions_ang"]),
+        charge=base["charge"],
+        multiplicity=base["multiplicity"],
+    )
+    mol = frame_to_mol(frame, basis)
+    pmol = make_proj_mol(mol, projector)
+    c, ip = ovlp_proj(mol, projector, pmol), ipovlp_proj(mol, projector, pmol)
+    ip_ao = mol.intor("int1e_ipovlp", comp=3)
+    ao_atom = np.repeat(np.arange(mol.natm), np.diff(mol.aoslice_by_atom()[:, 2:4], axis=1).ravel())
+    dm = np.asarray(base["dm"])
+    e_base, fock_base, f_rest = base["e_tot"], np.asarray(base["fock"]), np.asarray(base["forces"])
+    if base_model is not None:
+        e_delta, v_delta, de = _model_terms(base_model, mol, dm, c, ip, ip_ao, ao_atom)
+        e_base, fock_base, f_rest = e_base - e_delta, fock_base - v_delta, f_rest + de
+    s_val, s_vec = np.linalg.eigh(np.asarray(base["ovlp"]))
+    keep = ("e_tot", "forces", "mo_energy", "fock", "mo_coeff")
+    return FrameData(
+        name=base["name"],
+        source=base["source"],
+        numbers=frame.numbers,
+        dm=dm,
+        ovlp_proj=c,
+        ipovlp=ip,
+        ip_ao=ip_ao,
+        ao_atom=ao_atom,
+        x_orth=(s_vec / np.sqrt(s_val)) @ s_vec.T,
+        e_base=float(e_base),
+        fock_base=fock_base,
+        f_rest=f_rest,
+        nocc=int((np.asarray(base["mo_occ"]) > 0).sum()),
+        target={k: target.get(k) for k in keep},
+    )
+
+
+def load_frames(base_store, target_store, base_model=None, names=None) -> tuple[list, list]:
+    """Training frames from a base store and a target store (records paired by structure).
+
+    Args:
+        base_store, target_store: :class:`~deepks_es.store.LabelStore` or paths.
+        base_model: the model the base store was labelled with (its SHA-256 must match the store's), or None
+            for a ``pbe`` base store.
+        names: optional set of (source, name) pairs to keep.
+
+    Returns:
+        (frames, skipped): :class:`FrameData` list sorted by (source, name), and the names of base records
+        with no converged target record.
+
+    Raises:
+        DeePKSInputError: a base store of another method, a model hash that differs from the base store's.
+    """
+    base_store = base_store if isinstance(base_store, LabelStore) else LabelStore(base_store)
+    target_store = target_store if isinstance(target_store, LabelStore) else LabelStore(target_store)
+    meta = base_store.metadata
+    if meta["method"] not in ("pbe", "deepks"):
+        raise DeePKSInputError(f"base store {base_store.path} has method {meta['method']}; use a pbe or deepks store")
+    if meta["method"] == "deepks":
+        if base_model is None or [base_model.settings.get("sha256")] != list(meta["model_sha256"]):
+            raise DeePKSInputError(
+                f"base store {base_store.path} was labelled with model {meta['model_sha256']}; pass that model"
+            )
+    elif base_model is not None:
+        raise DeePKSInputError(f"base store {base_store.path} is a plain pbe store; pass no base model")
+    from .model import build_model
+
+    projector = (base_model or build_model("eigen", elements=[1])).projector
+    targets = {geometry_key(r): r for r in target_store.records(matrices=True)}
+    frames, skipped = [], []
+    for rec in base_store.records(matrices=True):
+        if names is not None and (rec["source"], rec["name"]) not in names:
+            continue
+        target = targets.get(geometry_key(rec))
+        if target is None:
+            skipped.append(rec["name"])
+            continue
+        frames.append(make_frame_data(rec, target, meta["basis"], projector, base_model))
+    return frames, skipped
+
+
+@dataclass
+class Batch:
+    """Frames of one composition stacked as float64 torch tensors (B frames; shapes as :class:`FrameData`
+    with a leading B). ``target`` holds only the fields every frame has."""
+
+    names: list
+    numbers: np.ndarray
+    pdm: list
+    dm: torch.Tensor
+    ovlp_proj: list
+    ipovlp: list
+    ip_ao: torch.Tensor
+    ao_atom: torch.Tensor
+    x_orth: torch.Tensor
+    e_base: torch.Tensor
+    fock_base: torch.Tensor
+    f_rest: torch.Tensor
+    nocc: int
+    target: dict
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def _stack(arrays) -> torch.Tensor:
+    return torch.from_numpy(np.stack([np.asarray(a, dtype=np.float64) for a in arrays]))
+
+
+def make_batches(frames: list, batch_size: int) -> list:
+    """Group frames by composition (same atomic numbers in the same order) into :class:`Batch` objects of
+    at most ``batch_size`` frames."""
+    groups: dict = {}
+    for f in frames:
+        groups.setdefault(tuple(int(z) for z in f.numbers), []).append(f)
+    batches = []
+    for group in groups.values():
+        for i in range(0, len(group), batch_size):
+            chunk = group[i : i + batch_size]
+            f0 = chunk[0]
+            nl = len(f0.ovlp_proj)
+            c = [_stack([f.ovlp_proj[l] for f in chunk]) for l in range(nl)]
+            dm = _stack([f.dm for f in chunk])
+            target = {"e_tot": _stack([f.target["e_tot"] for f in chunk])}
+            for k in ("forces", "mo_energy", "fock", "mo_coeff"):
+                if all(f.target.get(k) is not None for f in chunk):
+                    target[k] = _stack([f.target[k] for f in chunk])
+            batches.append(
+                Batch(
+                    names=[f.name for f in chunk],
+                    numbers=f0.numbers,
+                    pdm=kernels.make_pdm(dm, c),
+                    dm=dm,
+                    ovlp_proj=c,
+                    ipovlp=[_stack([f.ipovlp[l] for f in chunk]) for l in range(nl)],
+                    ip_ao=_stack([f.ip_ao for f in chunk]),
+                    ao_atom=torch.from_numpy(f0.ao_atom),
+                    x_orth=_stack([f.x_orth for f in chunk]),
+                    e_base=_stack([f.e_base for f in chunk]),
+                    fock_base=_stack([f.fock_base for f in chunk]),
+                    f_rest=_stack([f.f_rest for f in chunk]),
+                    nocc=f0.nocc,
+                    target=target,
+                )
+            )
+    return batches
+
+
+def predict(model, batch: Batch, create_graph: bool = True) -> dict:
+    """The model's first-order predictions for a batch at its fixed base densities.
+
+    Returns:
+        dict of torch tensors: ``e_tot`` (B,) Eh, ``e_delta`` (B,) Eh, ``v_delta`` (B, nao, nao) Eh,
+        ``fock`` (B, nao, nao) Eh, ``forces`` (B, natm, 3) Eh/bohr, ``mo_energy`` (B, nao) Eh (eigenvalues
+        of the corrected Fock matrix with the overlap, ascending). Differentiable in the model's parameters.
+    """
+    pdm = [p.detach().requires_grad_(True) for p in batch.pdm]
+    elem_index = model.element_index(batch.numbers)
+    e_delta = model.energy_from_pdm(pdm, elem_index)
+    gpdm = torch.autograd.grad(e_delta.sum(), pdm, create_graph=create_graph)
+    v_delta = kernels.make_v_delta(gpdm, batch.ovlp_proj)
+    de = grad_delta(gpdm, v_delta, batch.dm, batch.ovlp_proj, batch.ipovlp, batch.ip_ao, batch.ao_atom)
+    fock = batch.fock_base + v_delta
+    x = batch.x_orth
+    return {
+        "e_delta": e_delta,
+        "e_tot": batch.e_base + e_delta,
+        "v_delta": v_delta,
+        "fock": fock,
+        "forces": batch.f_rest - de,
+        "mo_energy": torch.linalg.eigvalsh(x @ fock @ x),
+    }

@@ -1,0 +1,223 @@
+"""Training a correction model on :mod:`deepks_es.dataset` frames with the :mod:`deepks_es.losses` terms.
+
+Adam with an exponentially decaying learning rate, one optimiser step per batch (frames of one
+composition), shuffled each epoch with the run's seed. A new model is first *prefitted*: per-element
+descriptor shift and scale from the training frames, then the per-element energy shift and the linear
+term by ridge regression of the target - base energies on the summed scaled descriptors (deepks-kit's
+preshift/prefit, Chen et al., JCTC 17, 170 (2021), Sec. 3). A warm start (iterate) skips the prefit.
+
+The training state (model, optimiser, epoch, history) is checkpointed every ``checkpoint_every`` epochs
+with an atomic rename; a run that finds a checkpoint of the same settings resumes from it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .dataset import make_batches, predict
+from .descriptor import make_descriptor
+from .losses import TERMS, frame_losses, homo_lumo_gap, total_loss
+
+HARTREE_TO_KCAL = 627.509474
+EV_PER_HARTREE = 27.211386245988
+BOHR_ANG = 0.529177210903
+
+
+@dataclass
+class TrainOptions:
+    """Optimiser settings (see the YAML reference in README.md).
+
+    Attributes:
+        epochs: passes over the training frames.
+        lr, lr_final: Adam learning rate at the first and the last epoch (exponential decay between).
+        batch_size: frames per optimiser step (frames of one composition are stacked).
+        weights: loss weights by term (:data:`deepks_es.losses.TERMS`).
+        n_virt: virtual orbitals in the eigenvalue/eigenvector terms.
+        seed: initialisation and shuffling.
+        prefit: descriptor statistics and linear energy fit before training (new models).
+        ridge: regularisation of the linear prefit, Eh^2 per descriptor.
+        checkpoint_every: epochs between checkpoints.
+    """
+
+    epochs: int = 500
+    lr: float = 1e-3
+    lr_final: float = 1e-5
+    batch_size: int = 16
+    weights: dict = field(default_factory=dict)
+    n_virt: int = 1
+    seed: int = 0
+    prefit: bool = True
+    ridge: float = 1e-8
+    checkpoint_every: int = 50
+
+
+def _descriptors(batches) -> list:
+    return [make_descriptor(b.pdm).detach() for b in batches]
+
+
+@torch.no_grad()
+def prefit(model, batches) -> None:
+    """Set descriptor shift/scale per element and fit ``e_shift`` and ``linear`` to target - base energies.
+
+    The scale is the descriptor's standard deviation over the training atoms, floored at 1e-3 of the
+    largest one of the element (near-empty projector blocks have eigenvalues ~1e-15 that must not be
+    amplified). Ridge regression on [sum_atoms x per element, atom counts].
+    """
+    desc = _descriptors(batches)
+    nelem, ndesc = len(model.elements), model.projector.nproj
+    for e in range(nelem):
+        rows = [d[:, model.element_index(b.numbers) == e].reshape(-1, ndesc) for d, b in zip(desc, batches)]
+        x = torch.cat(rows)
+        if len(x) == 0:
+            continue
+        std = x.std(0) if len(x) > 1 else torch.ones(ndesc, dtype=x.dtype)
+        model.desc_shift[e] = x.mean(0)
+        model.desc_scale[e] = torch.clamp(std, min=1e-3 * float(std.max()) + 1e-12)
+    feats, y = [], []
+    for d, b in zip(desc, batches):
+        idx = model.element_index(b.numbers)
+        x = (d - model.desc_shift[idx]) / model.desc_scale[idx]  # (B, natm, ndesc)
+        onehot = torch.nn.functional.one_hot(idx, nelem).to(x)  # (natm, nelem)
+        summed = torch.einsum("bad,ae->bed", x, onehot).reshape(len(b), -1)
+        feats.append(torch.cat([summed, onehot.sum(0).expand(len(b), -1)], dim=1))
+        y.append(b.target["e_tot"] - b.e_base)
+    a, y = torch.cat(feats), torch.cat(y)
+    reg = torch.eye(a.shape[1], dtype=a.dtype) * 1e-8 * len(a)
+    reg[-nelem:, -nelem:] = 0  # shifts are not regularised
+    coef = torch.linalg.lstsq(a.T @ a + reg, a.T @ y).solution
+    model.linear.copy_(coef[:-nelem].reshape(nelem, ndesc))
+    model.e_shift.copy_(coef[-nelem:])
+
+
+def evaluate(model, batches, weights: dict, n_virt: int) -> dict:
+    """Mean loss terms and errors over frames at the fixed base densities.
+
+    Returns:
+        ``loss`` and each term's mean, plus ``energy_mae_kcal`` (per frame), ``force_rmse_ev_ang``,
+        ``eig_rmse_ev`` (occupied + n_virt), ``gap_mae_ev`` where targets exist, and ``frames``.
+    """
+    sums: dict = {}
+    counts: dict = {}
+    terms = [t for t in TERMS if weights.get(t, 0) > 0]
+    for b in batches:
+        pred = predict(model, b, create_graph=False)
+        losses = frame_losses(pred, b, TERMS, n_virt)
+        pred = {k: v.detach() for k, v in pred.items()}
+        stats = {"loss": total_loss({k: v.detach() for k, v in losses.items() if k in terms}, weights)}
+        stats.update({k: v.detach().sum() for k, v in losses.items()})
+        stats["energy_ae"] = (pred["e_tot"] - b.target["e_tot"]).abs().sum()
+        if "forces" in b.target:
+            stats["force_se"] = ((pred["forces"] - b.target["forces"]) ** 2).mean((-1, -2)).sum()
+        if "mo_energy" in b.target:
+            k = b.nocc + n_virt
+            stats["eig_se"] = ((pred["mo_energy"][:, :k] - b.target["mo_energy"][:, :k]) ** 2).mean(-1).sum()
+            gap_error = homo_lumo_gap(pred["mo_energy"], b.nocc) - homo_lumo_gap(b.target["mo_energy"], b.nocc)
+            stats["gap_ae"] = gap_error.abs().sum()
+        for k, v in stats.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+            counts[k] = counts.get(k, 0) + len(b)
+    mean = {k: sums[k] / counts[k] for k in sums}
+    out = {k: mean[k] for k in ["loss", *TERMS] if k in mean}
+    out["frames"] = sum(len(b) for b in batches)
+    out["energy_mae_kcal"] = mean["energy_ae"] * HARTREE_TO_KCAL
+    if "force_se" in mean:
+        out["force_rmse_ev_ang"] = math.sqrt(mean["force_se"]) * EV_PER_HARTREE / BOHR_ANG
+    if "eig_se" in mean:
+        out["eig_rmse_ev"] = math.sqrt(mean["eig_se"]) * EV_PER_HARTREE
+        out["gap_mae_ev"] = mean["gap_ae"] * EV_PER_HARTREE
+    return out
+
+
+def _save_state(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, str(tmp))
+    os.replace(tmp, path)
+
+
+def train(model, train_frames, valid_frames, opts: TrainOptions, checkpoint=None, log=print, progress=True) -> list:
+    """Train ``model`` in place.
+
+    Args:
+        train_frames, valid_frames: :class:`~deepks_es.dataset.FrameData` lists (valid may be empty).
+        opts: :class:`TrainOptions`.
+        checkpoint: file for the resumable training state, or None.
+        log: one line per ``checkpoint_every`` epochs.
+
+    Returns:
+        the history: one dict per logged epoch (``epoch``, ``lr``, ``wall_s``, ``train``/``valid`` from
+        :func:`evaluate`).
+    """
+    from tqdm import tqdm
+
+    weights = {t: float(opts.weights.get(t, 0.0)) for t in TERMS}
+    terms = [t for t in TERMS if weights[t] > 0]
+    torch.manual_seed(opts.seed)
+    batches = make_batches(train_frames, opts.batch_size)
+    valid = make_batches(valid_frames, opts.batch_size)
+    optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    gamma = (opts.lr_final / opts.lr) ** (1.0 / max(opts.epochs - 1, 1))
+    sched = torch.optim.lr_scheduler.ExponentialLR(optim, gamma)
+    history, start = [], 0
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(str(checkpoint), weights_only=True)
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        sched.load_state_dict(state["sched"])
+        history, start = state["history"], state["epoch"]
+        log(f"resuming training at epoch {start} from {checkpoint}")
+    elif opts.prefit:
+        prefit(model, batches)
+    rng = np.random.default_rng(opts.seed + start)
+    ntrain = sum(len(b) for b in batches)
+    t0 = time.perf_counter()
+    bar = tqdm(range(start, opts.epochs), desc="training", unit="epoch", disable=not progress)
+    model.train()
+    for epoch in bar:
+        for i in rng.permutation(len(batches)):
+            b = batches[i]
+            optim.zero_grad()
+            loss = total_loss(frame_losses(predict(model, b), b, terms, opts.n_virt), weights) / ntrain
+            loss.backward()
+            optim.step()
+        sched.step()
+        last = epoch + 1 == opts.epochs
+        if (epoch + 1) % opts.checkpoint_every == 0 or last or epoch == start:
+            model.eval()
+            entry = {
+                "epoch": epoch + 1,
+                "lr": float(sched.get_last_lr()[0]),
+                "wall_s": time.perf_counter() - t0,
+                "train": evaluate(model, batches, weights, opts.n_virt),
+            }
+            if valid:
+                entry["valid"] = evaluate(model, valid, weights, opts.n_virt)
+            model.train()
+            history.append(entry)
+            v = entry.get("valid", entry["train"])
+            line = (
+                f"epoch {epoch + 1}: loss train {entry['train']['loss']:.3e}"
+                + (f" valid {entry['valid']['loss']:.3e}" if valid else "")
+                + f", energy MAE {v['energy_mae_kcal']:.3f} kcal/mol"
+                + (f", force RMSE {v['force_rmse_ev_ang']:.4f} eV/A" if "force_rmse_ev_ang" in v else "")
+                + (f", eig RMSE {v['eig_rmse_ev']:.4f} eV" if "eig_rmse_ev" in v else "")
+            )
+            bar.write(line) if progress else log(line)
+            if checkpoint is not None:
+                state = {
+                    "model": model.state_dict(),
+                    "optim": optim.state_dict(),
+                    "sched": sched.state_dict(),
+                    "history": history,
+                    "epoch": epoch + 1,
+                }
+                _save_state(checkpoint, state)
+    model.eval()
+    return history
