@@ -25,6 +25,7 @@ setup(
         "dpdata==1.1.0",
         "tqdm==4.70.1",
         "pyyaml==6.0.3",
+        "matplotlib==3.10.7",
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": ["deepks-es=deepks_es.cli:main"]},

@@ -55,6 +55,7 @@ class FrameData:
     """One training frame (numpy, atomic units). Shapes: natm atoms, nao AOs, nocc doubly occupied.
 
     Attributes:
+        key: :func:`geometry_key` of the structure.
         name, source: of the structure.
         numbers: (natm,) atomic numbers.
         dm: (nao, nao) base density matrix D.
@@ -67,6 +68,7 @@ class FrameData:
             ``fock`` (nao, nao) Eh, ``mo_coeff`` (nao, nmo).
     """
 
+    key: str
     name: str
     source: str
     numbers: np.ndarray
@@ -159,6 +161,7 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
     s_val, s_vec = np.linalg.eigh(np.asarray(base["ovlp"]))
     keep = ("e_tot", "forces", "mo_energy", "fock", "mo_coeff")
     return FrameData(
+        key=geometry_key(base),
         name=base["name"],
         source=base["source"],
         numbers=frame.numbers,
@@ -176,14 +179,15 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
     )
 
 
-def load_frames(base_store, target_store, base_model=None, names=None) -> tuple[list, list]:
-    """Training frames from a base store and a target store (records paired by structure).
+def load_frames(base_store, target_stores, base_model=None, keys=None) -> tuple[list, list]:
+    """Training frames from a base store and target store(s) (records paired by structure).
 
     Args:
-        base_store, target_store: :class:`~deepks_es.store.LabelStore` or paths.
+        base_store: :class:`~deepks_es.store.LabelStore` or path, or a list of them.
+        target_stores: one or a list of stores or paths (a later store's record wins for a structure).
         base_model: the model the base store was labelled with (its SHA-256 must match the store's), or None
             for a ``pbe`` base store.
-        names: optional set of (source, name) pairs to keep.
+        keys: optional set of :func:`geometry_key` values to keep.
 
     Returns:
         (frames, skipped): :class:`FrameData` list sorted by (source, name), and the names of base records
@@ -192,8 +196,12 @@ def load_frames(base_store, target_store, base_model=None, names=None) -> tuple[
     Raises:
         DeePKSInputError: a base store of another method, a model hash that differs from the base store's.
     """
+    if isinstance(base_store, (list, tuple)):  # several base stores: the frames of each
+        loaded = [load_frames(b, target_stores, base_model, keys) for b in base_store]
+        return [f for fr, _ in loaded for f in fr], [n for _, sk in loaded for n in sk]
     base_store = base_store if isinstance(base_store, LabelStore) else LabelStore(base_store)
-    target_store = target_store if isinstance(target_store, LabelStore) else LabelStore(target_store)
+    if not isinstance(target_stores, (list, tuple)):
+        target_stores = [target_stores]
     meta = base_store.metadata
     if meta["method"] not in ("pbe", "deepks"):
         raise DeePKSInputError(f"base store {base_store.path} has method {meta['method']}; use a pbe or deepks store")
@@ -207,10 +215,13 @@ def load_frames(base_store, target_store, base_model=None, names=None) -> tuple[
     from .model import build_model
 
     projector = (base_model or build_model("eigen", elements=[1])).projector
-    targets = {geometry_key(r): r for r in target_store.records(matrices=True)}
+    targets = {}
+    for store in target_stores:
+        store = store if isinstance(store, LabelStore) else LabelStore(store)
+        targets.update({geometry_key(r): r for r in store.records(matrices=True)})
     frames, skipped = [], []
     for rec in base_store.records(matrices=True):
-        if names is not None and (rec["source"], rec["name"]) not in names:
+        if keys is not None and geometry_key(rec) not in keys:
             continue
         target = targets.get(geometry_key(rec))
         if target is None:

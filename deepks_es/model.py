@@ -186,15 +186,28 @@ def content_hash(payload: dict) -> str:
     return h.hexdigest()
 
 
-def save_model(model: CorrectionModel, path, *, basis: str, xc: str, trained: bool, description: str = "") -> str:
+def save_model(
+    model: CorrectionModel,
+    path,
+    *,
+    basis: str,
+    xc: str,
+    trained: bool,
+    description: str = "",
+    training: dict | None = None,
+) -> str:
     """Write a checkpoint; returns its SHA-256 and stores it in ``model.settings``.
 
     Args:
         basis: AO basis the model is meant for (e.g. ``"cc-pVDZ"``).
         xc: base functional it corrects (e.g. ``"PBE"``).
         trained: False for an untrained model (the CLI says so when it is used).
+        training: optional plain (JSON) record of how it was trained: config, data, history; kept in
+            ``settings['training']`` and covered by the hash.
     """
     settings = {"basis": str(basis), "xc": str(xc), "trained": bool(trained), "description": str(description)}
+    if training is not None:
+        settings["training"] = json.loads(json.dumps(training))
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -311,3 +311,44 @@ class LabelStore:
             if include_failed if failed else (record["converged"] or include_unconverged):
                 out.append(record)
         return sorted(out, key=lambda record: (record["source"], record["name"]))
+
+
+def import_labels(frames, e_tot, forces, path, method: str, basis: str, reference: str) -> LabelStore:
+    """Write externally computed reference labels (e.g. CCSD energies from another code) into a store, so
+    that training and evaluation read them like any other labels.
+
+    Args:
+        frames: :class:`~deepks_es.structures.Frame` list.
+        e_tot: (nframe,) total energies, Eh.
+        forces: (nframe,) list of (natm, 3) forces in Eh/bohr, or None (energy-only labels).
+        path: the store to create or extend; method and basis name the level of theory.
+        reference: where the numbers come from (kept in the store's metadata).
+
+    Raises:
+        DeePKSInputError: lengths that do not match the frames.
+    """
+    if len(e_tot) != len(frames) or (forces is not None and len(forces) != len(frames)):
+        raise DeePKSInputError(f"import_labels: {len(frames)} frames but {len(e_tot)} energies / forces")
+    meta = {"method": method, "basis": basis, "xc": "", "model_sha256": [], "grid_level": -1, "density_fit": False}
+    store = LabelStore(path, {**meta, "reference": reference})
+    for i, frame in enumerate(frames):
+        key = frame_key(frame.numbers, frame.positions_ang, frame.charge, frame.multiplicity, method, basis, [])
+        record = {
+            "key": key,
+            "name": frame.name,
+            "source": frame.source,
+            "charge": frame.charge,
+            "multiplicity": frame.multiplicity,
+            "converged": True,
+            "cycles": 0,
+            "error": "",
+            "numbers": np.asarray(frame.numbers),
+            "positions_ang": np.asarray(frame.positions_ang),
+            "e_tot": float(e_tot[i]),
+            "forces": None if forces is None else np.asarray(forces[i], dtype=float),
+            "wall_s": 0.0,
+        }
+        if key not in store:
+            store.write(record)
+    store.merge()
+    return store

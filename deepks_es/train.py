@@ -2,9 +2,8 @@
 
 Adam with an exponentially decaying learning rate, one optimiser step per batch (frames of one
 composition), shuffled each epoch with the run's seed. A new model is first *prefitted*: per-element
-descriptor shift and scale from the training frames, then the per-element energy shift and the linear
-term by ridge regression of the target - base energies on the summed scaled descriptors (deepks-kit's
-preshift/prefit, Chen et al., JCTC 17, 170 (2021), Sec. 3). A warm start (iterate) skips the prefit.
+descriptor shift and scale from the training frames and the per-element energy shift (:func:`prefit`;
+deepks-kit's preshift, Chen et al., JCTC 17, 170 (2021), Sec. 3). A warm start (iterate) skips the prefit.
 
 The training state (model, optimiser, epoch, history) is checkpointed every ``checkpoint_every`` epochs
 with an atomic rename; a run that finds a checkpoint of the same settings resumes from it.
@@ -41,8 +40,7 @@ class TrainOptions:
         weights: loss weights by term (:data:`deepks_es.losses.TERMS`).
         n_virt: virtual orbitals in the eigenvalue/eigenvector terms.
         seed: initialisation and shuffling.
-        prefit: descriptor statistics and linear energy fit before training (new models).
-        ridge: regularisation of the linear prefit, Eh^2 per descriptor.
+        prefit: descriptor statistics and energy shift before training (new models).
         checkpoint_every: epochs between checkpoints.
     """
 
@@ -54,7 +52,6 @@ class TrainOptions:
     n_virt: int = 1
     seed: int = 0
     prefit: bool = True
-    ridge: float = 1e-8
     checkpoint_every: int = 50
 
 
@@ -64,11 +61,13 @@ def _descriptors(batches) -> list:
 
 @torch.no_grad()
 def prefit(model, batches) -> None:
-    """Set descriptor shift/scale per element and fit ``e_shift`` and ``linear`` to target - base energies.
+    """Set the per-element descriptor shift and scale and the per-element energy shift from the data.
 
     The scale is the descriptor's standard deviation over the training atoms, floored at 1e-3 of the
-    largest one of the element (near-empty projector blocks have eigenvalues ~1e-15 that must not be
-    amplified). Ridge regression on [sum_atoms x per element, atom counts].
+    element's largest one (near-empty projector blocks have eigenvalues ~1e-15 that must not be amplified).
+    ``e_shift`` is the least-squares (minimum-norm) fit of target - base energies on the element counts;
+    the linear term and the network stay zero, so v_delta starts at zero (a descriptor-linear prefit on a
+    few hundred frames gives large coefficients and a v_delta that spoils the first SCF).
     """
     desc = _descriptors(batches)
     nelem, ndesc = len(model.elements), model.projector.nproj
@@ -80,20 +79,15 @@ def prefit(model, batches) -> None:
         std = x.std(0) if len(x) > 1 else torch.ones(ndesc, dtype=x.dtype)
         model.desc_shift[e] = x.mean(0)
         model.desc_scale[e] = torch.clamp(std, min=1e-3 * float(std.max()) + 1e-12)
-    feats, y = [], []
-    for d, b in zip(desc, batches):
-        idx = model.element_index(b.numbers)
-        x = (d - model.desc_shift[idx]) / model.desc_scale[idx]  # (B, natm, ndesc)
-        onehot = torch.nn.functional.one_hot(idx, nelem).to(x)  # (natm, nelem)
-        summed = torch.einsum("bad,ae->bed", x, onehot).reshape(len(b), -1)
-        feats.append(torch.cat([summed, onehot.sum(0).expand(len(b), -1)], dim=1))
-        y.append(b.target["e_tot"] - b.e_base)
-    a, y = torch.cat(feats), torch.cat(y)
-    reg = torch.eye(a.shape[1], dtype=a.dtype) * 1e-8 * len(a)
-    reg[-nelem:, -nelem:] = 0  # shifts are not regularised
-    coef = torch.linalg.lstsq(a.T @ a + reg, a.T @ y).solution
-    model.linear.copy_(coef[:-nelem].reshape(nelem, ndesc))
-    model.e_shift.copy_(coef[-nelem:])
+    counts = torch.stack(
+        [
+            torch.nn.functional.one_hot(model.element_index(b.numbers), nelem).sum(0).to(torch.float64)
+            for b in batches
+            for _ in range(len(b))
+        ]
+    )
+    y = torch.cat([b.target["e_tot"] - b.e_base for b in batches])
+    model.e_shift.copy_(torch.linalg.lstsq(counts, y[:, None], driver="gelsd").solution[:, 0])
 
 
 def evaluate(model, batches, weights: dict, n_virt: int) -> dict:

@@ -6,6 +6,8 @@ Frames: the BEGDB water dimer (data/water/2Cs.xyz) and monomer (H2O.xyz) in STO-
 labels are HSE06 in the same basis, so every loss term has a target.
 """
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -126,3 +128,108 @@ def test_loss_gradient_finite_difference(stores, term):
     fd = (vals[0] - vals[1]) / (2 * h)
     assert abs(analytic) > 0
     assert abs(analytic - fd) <= 1e-6 * abs(analytic) + 1e-14, (analytic, fd)
+
+
+def _write_config(path, **cfg):
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_targets(tmp_path_factory):
+    """HSE06 labels (STO-3G, forces, matrices) of tests/data/water_small.extxyz (6 monomers, 6 dimers)."""
+    from test_label import DATA, _label
+
+    store = tmp_path_factory.mktemp("targets") / "hse06.h5"
+    assert _label(DATA, "--method", "hse06", "--forces", "--save-matrices", "--store", store) == 0
+    return store
+
+
+def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
+    """deepks-es iterate on the small set: base SCF, training, SCF check, the next iteration and the final
+    SCF pass; the losses fall, every report has a convergence rate, and a rerun redoes nothing."""
+    from test_label import DATA
+
+    from deepks_es import load_model
+    from deepks_es.cli import main
+
+    cfg = _write_config(
+        tmp_path / "it.yaml",
+        workdir="run",
+        target=str(small_targets),
+        frames=[str(DATA)],
+        basis="sto-3g",
+        losses={"energy": 1.0, "force": 1.0, "hamiltonian": 0.005, "eigenvalue": 0.01, "eigenvector": 0.1},
+        train={"epochs": 30, "lr": 3e-4, "batch_size": 6, "valid_fraction": 0.2, "checkpoint_every": 10},
+        iterate={"iterations": 2, "epochs": [30, 10], "check_sample": 2},
+        scf={"threads_per_worker": 1},
+    )
+    assert main(["iterate", str(cfg), "--no-progress"]) == 0
+    run = tmp_path / "run"
+    reports = [json.loads((run / f"iter.{k:02d}" / "report.json").read_text()) for k in range(3)]
+    assert [r["convergence"] for r in reports] == [1.0, 1.0, 1.0]
+    history = load_model(run / "model.pt").settings["training"]["history"]
+    assert history[-1]["train"]["loss"] < history[0]["train"]["loss"]
+    # the model of iteration 1 starts where iteration 0 ended: its SCF errors are those of model 0
+    e0, e1 = reports[0]["scf_errors"], reports[1]["scf_errors"]
+    assert e1["force_rmse_ev_ang"] < e0["force_rmse_ev_ang"]
+    capsys.readouterr()
+    assert main(["iterate", str(cfg), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("done before") == 3
+
+
+def test_train_seeds_make_a_committee(tmp_path, small_targets):
+    """deepks-es train --seeds 1 2: two different models from the same data, usable as a committee."""
+    from deepks_es import load_model
+    from deepks_es.cli import main
+
+    base = tmp_path / "pbe.h5"
+    from test_label import DATA, _label
+
+    assert _label(DATA, "--method", "pbe", "--forces", "--save-matrices", "--store", base) == 0
+    cfg = _write_config(
+        tmp_path / "t.yaml",
+        workdir="ens",
+        target=str(small_targets),
+        base=str(base),
+        basis="sto-3g",
+        train={"epochs": 5, "batch_size": 6, "checkpoint_every": 5},
+    )
+    assert main(["train", str(cfg), "--seeds", "1", "2", "--no-progress"]) == 0
+    m1, m2 = (load_model(tmp_path / "ens" / f"model.seed{s}.pt") for s in (1, 2))
+    assert m1.settings["sha256"] != m2.settings["sha256"]
+    assert m1.settings["trained"] and m1.settings["basis"] == "sto-3g"
+    store = tmp_path / "committee.h5"
+    args = [
+        "--method",
+        "deepks",
+        "--forces",
+        "--store",
+        store,
+        "--model",
+        *[tmp_path / "ens" / f"model.seed{s}.pt" for s in (1, 2)],
+    ]
+    assert _label(DATA, *args) == 0
+    assert all(r["max_devi_f"] > 0 for r in LabelStore(store).records())
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"losses": {"energy": -1}}, "losses.energy"),
+        ({"train": {"epochs": 0}}, "train.epochs"),
+        ({"trian": {}}, "unknown key 'trian'"),
+        ({"target": "missing.h5"}, "does not exist"),
+        ({"base": None}, "train needs a base label store"),
+    ],
+)
+def test_config_errors_are_clear(tmp_path, small_targets, change, message, capsys):
+    from deepks_es.cli import main
+
+    cfg = {"target": str(small_targets), "base": str(small_targets), **change}
+    path = _write_config(tmp_path / "bad.yaml", **cfg)
+    assert main(["train", str(path)]) == 2
+    assert message in capsys.readouterr().err

@@ -11,9 +11,9 @@ import argparse
 import sys
 
 from ..errors import DeePKSInputError
-from . import export, label, scf
+from . import evaluate, export, iterate, label, scf, train
 
-COMMANDS = {"scf": scf, "label": label, "export": export}
+COMMANDS = {"scf": scf, "label": label, "export": export, "train": train, "iterate": iterate, "eval": evaluate}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,38 @@
+"""``deepks-es eval MODEL STORE``: errors of a model and of its base functional against target labels."""
+
+from __future__ import annotations
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "eval",
+        help="self-consistent errors of a model vs a target label store (table + PNG plots)",
+        description="Runs the model's SCF (and the plain base functional's, unless --base is given) on every "
+        "converged structure of STORE, then prints energy, force, orbital-energy and gap errors and writes "
+        "parity, DOS and training-curve plots.",
+    )
+    p.add_argument("model", metavar="MODEL.pt")
+    p.add_argument("store", metavar="TARGET.h5", help="label store with the reference (e.g. HSE06) labels")
+    p.add_argument("--base", default=None, metavar="BASE.h5", help="existing base-functional store of the same frames")
+    p.add_argument("--out", default="eval", metavar="DIR", help="output folder (stores, eval.md, PNGs); default eval/")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--threads-per-worker", type=int, default=2)
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run(args) -> int:
+    from ..evaluate import evaluate_model
+
+    result = evaluate_model(
+        args.model,
+        args.store,
+        args.out,
+        base_path=args.base,
+        workers=args.workers,
+        threads=args.threads_per_worker,
+        progress=not args.no_progress,
+    )
+    print(result["table"])
+    print("plots: " + " ".join(result["plots"]))
+    return 0

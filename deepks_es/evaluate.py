@@ -1,0 +1,229 @@
+"""``deepks-es eval MODEL STORE``: self-consistent errors of a model and of its base functional against a
+target label store, as a table and PNG plots.
+
+The model's SCF (with forces) and, unless ``--base`` gives a store, the plain base functional's run on
+every converged structure of the target store through the batch labeller, into resumable stores in the
+output folder. Errors (:func:`deepks_es.workflow.scf_errors`): total-energy MAE per cluster, force RMSE,
+valence orbital-energy RMSE (occupied without the 1s cores, plus the LUMO), gap MAE, 1s core-level MAE,
+and the SCF convergence rate.
+
+Plots: ``parity_forces.png``, ``parity_orbitals.png`` (valence + LUMO), ``energy_errors.png`` (per
+cluster vs size), ``dos.png`` (Gaussian-broadened orbital energies of one structure: base / model /
+target) and ``training_curves.png`` (from the history stored in the checkpoint, when there is one).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import geometry_key
+from .train import BOHR_ANG, EV_PER_HARTREE, HARTREE_TO_KCAL
+from .workflow import scf_errors
+
+COLUMNS = [
+    ("frames", "frames", "{:d}"),
+    ("convergence", "SCF conv.", "{:.3f}"),
+    ("energy_mae_kcal", "E MAE (kcal/mol)", "{:.3f}"),
+    ("force_rmse_ev_ang", "F RMSE (eV/Å)", "{:.4f}"),
+    ("eig_rmse_ev", "valence eig RMSE (eV)", "{:.4f}"),
+    ("gap_mae_ev", "gap MAE (eV)", "{:.4f}"),
+    ("core_mae_ev", "O 1s MAE (eV)", "{:.3f}"),
+]
+
+
+def _frames_of(records: list):
+    from .structures import Frame
+
+    return [
+        Frame(
+            name=r["name"],
+            source=r["source"],
+            numbers=r["numbers"],
+            positions_ang=r["positions_ang"],
+            charge=r["charge"],
+            multiplicity=r["multiplicity"],
+        )
+        for r in records
+    ]
+
+
+def _run(frames, method, model_path, basis, forces, store_path, workers, threads, progress):
+    from .engine import run_batch
+    from .methods import LabelSpec
+    from .store import LabelStore
+
+    spec = LabelSpec(
+        method=method, basis=basis, forces=forces, model_paths=[str(model_path)] if model_path else []
+    ).validate()
+    store = LabelStore(store_path, spec.metadata())
+    run_batch(frames, spec, store, workers=workers, threads_per_worker=threads, progress=progress)
+    return store
+
+
+def _row(store, targets: dict) -> dict:
+    records = store.records(include_unconverged=True, include_failed=True, matrices=False)
+    records = [r for r in records if geometry_key(r) in targets]
+    ok = [r for r in records if r["converged"] and not r["error"]]
+    return {"convergence": len(ok) / len(records) if records else 0.0, **scf_errors(ok, targets)}
+
+
+def table(rows: dict) -> str:
+    """Markdown table, one row per method."""
+    head = "| | " + " | ".join(c[1] for c in COLUMNS) + " |"
+    lines = [head, "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, row in rows.items():
+        cells = [fmt.format(row[key]) if key in row else "–" for key, _, fmt in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluate_model(model_path, target_path, outdir, base_path=None, workers=1, threads=2, progress=True) -> dict:
+    """Run and compare (see the module docstring).
+
+    Returns:
+        ``{"rows": {base name: errors, "model": errors}, "table": markdown, "plots": [paths]}``; also
+        written to ``outdir/eval.json`` and ``outdir/eval.md``.
+
+    Raises:
+        DeePKSInputError: unreadable model or stores, or a target store with no converged record.
+    """
+    from .errors import DeePKSInputError
+    from .model import load_model
+    from .store import LabelStore
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    model = load_model(model_path)
+    target_store = LabelStore(target_path)
+    records = target_store.records(matrices=False)
+    if not records:
+        raise DeePKSInputError(f"target store {target_path} has no converged record")
+    targets = {geometry_key(r): r for r in records}
+    forces = all(r["forces"] is not None for r in records)
+    frames = _frames_of(records)
+    basis = target_store.metadata["basis"]
+    xc = (model.settings.get("xc") or "PBE").upper()
+    sha = model.settings["sha256"][:12]
+    base = LabelStore(base_path) if base_path else None
+    if base is None:
+        base = _run(frames, xc.lower(), None, basis, forces, outdir / f"{xc.lower()}.h5", workers, threads, progress)
+    corrected = _run(
+        frames, "deepks", model_path, basis, forces, outdir / f"deepks_{sha}.h5", workers, threads, progress
+    )
+    rows = {xc: _row(base, targets), "DeePKS": _row(corrected, targets)}
+    text = table(rows)
+    plots = _plots(outdir, model, base, corrected, targets, xc)
+    result = {"model": str(model_path), "model_sha256": model.settings["sha256"], "target": str(target_path)}
+    result.update(rows=rows, table=text, plots=[str(p) for p in plots])
+    (outdir / "eval.json").write_text(json.dumps(result, indent=1))
+    (outdir / "eval.md").write_text(text + "\n")
+    return result
+
+
+def _paired(store, targets):
+    out = []
+    for r in store.records(matrices=False):
+        t = targets.get(geometry_key(r))
+        if t is not None:
+            out.append((r, t))
+    return out
+
+
+def _plots(outdir: Path, model, base, corrected, targets, xc) -> list:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from pyscf.data.elements import chemcore_atm
+
+    paths = []
+    runs = {xc: _paired(base, targets), "DeePKS": _paired(corrected, targets)}
+    f_ev = EV_PER_HARTREE / BOHR_ANG
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for name, pairs in runs.items():
+        pf = [(r["forces"].ravel(), t["forces"].ravel()) for r, t in pairs if r["forces"] is not None]
+        if pf:
+            ax.scatter(
+                np.concatenate([p[1] for p in pf]) * f_ev, np.concatenate([p[0] for p in pf]) * f_ev, s=3, label=name
+            )
+    lim = ax.get_xlim()
+    ax.plot(lim, lim, "k-", lw=0.5)
+    ax.set(xlabel="target force (eV/Å)", ylabel="predicted force (eV/Å)", title="forces")
+    ax.legend()
+    paths.append(_save(fig, outdir / "parity_forces.png"))
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for name, pairs in runs.items():
+        xs, ys = [], []
+        for r, t in pairs:
+            nocc = int((r["mo_occ"] > 0).sum())
+            ncore = int(sum(chemcore_atm[int(z)] for z in r["numbers"]))
+            xs.append(t["mo_energy"][ncore : nocc + 1])
+            ys.append(r["mo_energy"][ncore : nocc + 1])
+        ax.scatter(np.concatenate(xs) * EV_PER_HARTREE, np.concatenate(ys) * EV_PER_HARTREE, s=3, label=name)
+    lim = ax.get_xlim()
+    ax.plot(lim, lim, "k-", lw=0.5)
+    ax.set(xlabel="target orbital energy (eV)", ylabel="predicted (eV)", title="valence orbitals + LUMO")
+    ax.legend()
+    paths.append(_save(fig, outdir / "parity_orbitals.png"))
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, pairs in runs.items():
+        n = [len(r["numbers"]) // 3 for r, _ in pairs]
+        err = [(r["e_tot"] - t["e_tot"]) * HARTREE_TO_KCAL for r, t in pairs]
+        ax.scatter(n, err, s=8, label=name)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel="waters in cluster", ylabel="E - E_target (kcal/mol)", title="total energy error")
+    ax.legend()
+    paths.append(_save(fig, outdir / "energy_errors.png"))
+
+    largest = max(runs["DeePKS"], key=lambda p: len(p[0]["numbers"]), default=None)
+    if largest is not None:
+        key = geometry_key(largest[0])
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        grid = np.linspace(-45, 10, 1500)
+        spectra = {xc: next((r for r, _ in runs[xc] if geometry_key(r) == key), None), "DeePKS": largest[0]}
+        spectra["target"] = targets[key]
+        for name, rec in spectra.items():
+            if rec is None:
+                continue
+            e = rec["mo_energy"] * EV_PER_HARTREE
+            ax.plot(grid, np.exp(-(((grid[:, None] - e[None]) / 0.3) ** 2)).sum(1), label=name)
+        ax.set(xlabel="orbital energy (eV)", ylabel="DOS (arb.)", title=f"DOS, {largest[0]['name']} (σ = 0.3 eV)")
+        ax.legend()
+        paths.append(_save(fig, outdir / "dos.png"))
+
+    history = (model.settings.get("training") or {}).get("history") or []
+    if history:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+        ep = [h["epoch"] for h in history]
+        for split in ("train", "valid"):
+            if split in history[0]:
+                axes[0].semilogy(ep, [h[split]["loss"] for h in history], label=f"{split} loss")
+                if "force_rmse_ev_ang" in history[0][split]:
+                    axes[1].semilogy(
+                        ep, [h[split]["force_rmse_ev_ang"] for h in history], label=f"{split} F RMSE (eV/Å)"
+                    )
+                axes[1].semilogy(
+                    ep, [h[split]["energy_mae_kcal"] for h in history], "--", label=f"{split} E MAE (kcal/mol)"
+                )
+        for a in axes:
+            a.set_xlabel("epoch")
+            a.legend(fontsize=7)
+        axes[0].set_title("training loss")
+        axes[1].set_title("errors at the base density")
+        paths.append(_save(fig, outdir / "training_curves.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path

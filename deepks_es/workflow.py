@@ -1,0 +1,332 @@
+"""``deepks-es train`` and ``deepks-es iterate``: from label stores to a checkpoint.
+
+iterate (DeePKS, Chen et al., JCTC 17, 170 (2021), Sec. 2.4; DeePKS-ES, arXiv 2503.24050): for
+k = 0 .. N, in ``workdir/iter.kk/``:
+
+    base.h5     SCF + forces + matrices on the training structures with model k-1 (plain PBE for k = 0),
+                through the batch labeller (:func:`deepks_es.engine.run_batch`); frames whose SCF does not
+                converge after the retry ladder are dropped from this iteration and listed in the report
+    model.pt    trained on (base.h5, targets), warm-started from model k-1 (k < N only)
+    check.h5    SCF of the new model on ``check_sample`` training frames: the model is accepted when at
+                least ``min_convergence`` of them converge, else retrained from model k-1 with half the
+                epochs and learning rate (deepks-kit users saw the convergence rate collapse after an
+                overfitted first iteration, its issues #70 and #88)
+    report.json convergence rate, dropped frames, the self-consistent errors of model k-1 on the training
+                frames (from base.h5), the training losses
+
+A step whose output exists is not redone, and training resumes from its checkpoint: a killed run resumes
+where it stopped. The last model is copied to ``workdir/model.pt``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import geometry_key, load_frames
+from .errors import DeePKSInputError
+from .train import BOHR_ANG, EV_PER_HARTREE, HARTREE_TO_KCAL, TrainOptions, train
+
+
+def _options(cfg: dict, seed: int, epochs: int | None = None, lr_scale: float = 1.0, prefit=None) -> TrainOptions:
+    t, w = cfg["train"], cfg["losses"]
+    return TrainOptions(
+        epochs=int(epochs or t["epochs"]),
+        lr=float(t["lr"]) * lr_scale,
+        lr_final=float(t["lr_final"]) * lr_scale,
+        batch_size=int(t["batch_size"]),
+        weights={k: float(v) for k, v in w.items() if k != "n_virt"},
+        n_virt=int(w["n_virt"]),
+        seed=int(seed),
+        prefit=bool(t["prefit"]) if prefit is None else prefit,
+        checkpoint_every=int(t["checkpoint_every"]),
+    )
+
+
+def _is_valid(key: str, fraction: float) -> bool:
+    """Deterministic split by structure (the same frames are held out in every iteration and seed)."""
+    return int(key[:8], 16) / 16**8 < fraction
+
+
+def split(frames: list, fraction: float) -> tuple[list, list]:
+    """(train, valid) frames by :func:`_is_valid` on their geometry key."""
+    valid = [f for f in frames if _is_valid(f.key, fraction)]
+    return [f for f in frames if not _is_valid(f.key, fraction)], valid
+
+
+def _new_model(cfg: dict, frames: list):
+    from .model import build_model, load_model
+
+    if cfg["init_model"]:
+        return load_model(cfg["init_model"]), False
+    elements = sorted({int(z) for f in frames for z in f.numbers})
+    args = {k: v for k, v in cfg["model"].items() if k != "kind"}
+    return build_model(cfg["model"].get("kind", "eigen"), elements=elements, **args), True
+
+
+def _save(model, path: Path, cfg: dict, history: list, data: dict) -> str:
+    from .model import save_model
+
+    tmp = path.with_suffix(".tmp.pt")
+    sha = save_model(
+        model,
+        tmp,
+        basis=cfg["basis"],
+        xc=cfg["xc"],
+        trained=True,
+        description=cfg["description"],
+        training={"config": _plain_config(cfg), "data": data, "history": history},
+    )
+    os.replace(tmp, path)
+    return sha
+
+
+def _plain_config(cfg: dict) -> dict:
+    """The config with paths reduced to their names (a checkpoint must not depend on where it was made)."""
+    out = dict(cfg)
+    for key in ("target", "frames"):
+        out[key] = [Path(p).name for p in cfg[key]]
+    out["base"] = [Path(p).name for p in cfg["base"]] if cfg["base"] else None
+    for key in ("workdir", "base_model", "init_model"):
+        out[key] = Path(cfg[key]).name if cfg[key] else None
+    return out
+
+
+def _frame_keys(paths: list) -> set | None:
+    from .structures import read_frames
+
+    if not paths:
+        return None
+    frames = read_frames(paths, check=False)
+    return {geometry_key({**vars(f)}) for f in frames}
+
+
+def _load(cfg, base, base_model, keys, log):
+    frames, skipped = load_frames(base, cfg["target"], base_model=base_model, keys=keys)
+    if skipped:
+        log(f"{len(skipped)} base frames have no converged target label and are left out: {', '.join(skipped[:5])}")
+    if not frames:
+        raise DeePKSInputError("no training frames: the base and target stores share no converged structure")
+    return frames
+
+
+def run_train(cfg: dict, seeds=None, log=print, progress=True) -> list:
+    """``deepks-es train``: one model per seed from ``cfg['base']`` and ``cfg['target']``.
+
+    Returns:
+        the written checkpoint paths (``workdir/model.pt`` for one seed, ``model.seed<S>.pt`` for several).
+    """
+    from .model import load_model
+
+    workdir = Path(cfg["workdir"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    base_model = load_model(cfg["base_model"]) if cfg["base_model"] else None
+    frames = _load(cfg, cfg["base"], base_model, _frame_keys(cfg["frames"]), log)
+    train_frames, valid_frames = split(frames, float(cfg["train"]["valid_fraction"]))
+    log(f"{len(train_frames)} training and {len(valid_frames)} validation frames")
+    seeds = list(seeds or cfg["seeds"])
+    paths = []
+    for seed in seeds:
+        out = workdir / ("model.pt" if len(seeds) == 1 else f"model.seed{seed}.pt")
+        if out.is_file():
+            log(f"{out} exists; skipped (delete it to retrain)")
+            paths.append(out)
+            continue
+        import torch
+
+        torch.manual_seed(seed)
+        model, new = _new_model(cfg, frames)
+        opts = _options(cfg, seed, prefit=new and cfg["train"]["prefit"])
+        history = train(model, train_frames, valid_frames, opts, workdir / f"train.seed{seed}.ckpt", log, progress)
+        data = {"train": [f.name for f in train_frames], "valid": [f.name for f in valid_frames], "seed": seed}
+        sha = _save(model, out, cfg, history, data)
+        log(f"wrote {out} (sha256 {sha[:16]}...)")
+        paths.append(out)
+    return paths
+
+
+def scf_errors(records: list, targets: dict, n_virt: int = 1) -> dict:
+    """Self-consistent errors of labelled records against target records (same structures).
+
+    Returns:
+        frames, ``energy_mae_kcal`` (per cluster), ``force_rmse_ev_ang``, ``eig_rmse_ev`` (valence: occupied
+        without the 1s cores, plus n_virt virtuals), ``gap_mae_ev``, ``core_mae_ev`` (1s core levels);
+        keys without data are left out.
+    """
+    from pyscf.data.elements import chemcore_atm
+
+    de, df, deig, dgap, dcore = [], [], [], [], []
+    for rec in records:
+        t = targets.get(geometry_key(rec))
+        if t is None:
+            continue
+        de.append(rec["e_tot"] - t["e_tot"])
+        if rec.get("forces") is not None and t.get("forces") is not None:
+            df.append((rec["forces"] - t["forces"]).ravel())
+        if rec.get("mo_energy") is not None and t.get("mo_energy") is not None:
+            nocc = int((rec["mo_occ"] > 0).sum())
+            ncore = int(sum(chemcore_atm[int(z)] for z in rec["numbers"]))
+            e, et = rec["mo_energy"], t["mo_energy"]
+            deig.append((e - et)[ncore : nocc + n_virt])
+            dcore.append((e - et)[:ncore])
+            dgap.append((e[nocc] - e[nocc - 1]) - (et[nocc] - et[nocc - 1]))
+    out = {"frames": len(de)}
+    if de:
+        out["energy_mae_kcal"] = float(np.abs(de).mean() * HARTREE_TO_KCAL)
+        out["energy_max_kcal"] = float(np.abs(de).max() * HARTREE_TO_KCAL)
+    if df:
+        out["force_rmse_ev_ang"] = float(np.sqrt(np.mean(np.concatenate(df) ** 2)) * EV_PER_HARTREE / BOHR_ANG)
+    if deig:
+        out["eig_rmse_ev"] = float(np.sqrt(np.mean(np.concatenate(deig) ** 2)) * EV_PER_HARTREE)
+        out["gap_mae_ev"] = float(np.abs(dgap).mean() * EV_PER_HARTREE)
+        core = np.concatenate(dcore)
+        if core.size:
+            out["core_mae_ev"] = float(np.abs(core).mean() * EV_PER_HARTREE)
+    return out
+
+
+def target_records(paths) -> dict:
+    """Converged records of the target store(s) by :func:`geometry_key` (orbitals, no matrices)."""
+    from .store import LabelStore
+
+    out = {}
+    for p in paths:
+        out.update({geometry_key(r): r for r in LabelStore(p).records(matrices=False)})
+    return out
+
+
+def _label(frames, cfg, store_path: Path, model_path, log, progress):
+    """Run the batch labeller (PBE, or deepks with ``model_path``) with forces and matrices."""
+    from .engine import run_batch
+    from .methods import LabelSpec
+    from .store import LabelStore
+
+    spec = LabelSpec(
+        method="deepks" if model_path else "pbe",
+        basis=cfg["basis"],
+        forces=True,
+        density_fit=bool(cfg["scf"]["density_fit"]),
+        grid_level=int(cfg["scf"]["grid_level"]),
+        save_matrices=True,
+        model_paths=[str(model_path)] if model_path else [],
+    ).validate()
+    store = LabelStore(store_path, spec.metadata())
+    run_batch(
+        frames,
+        spec,
+        store,
+        workers=int(cfg["scf"]["workers"]),
+        threads_per_worker=int(cfg["scf"]["threads_per_worker"]),
+        progress=progress,
+        log=log,
+    )
+    return store
+
+
+def _convergence(store) -> tuple[float, list]:
+    records = store.records(include_unconverged=True, include_failed=True, matrices=False)
+    bad = [r["name"] for r in records if r["error"] or not r["converged"]]
+    return (1.0 - len(bad) / len(records)) if records else 0.0, bad
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def run_iterate(cfg: dict, log=print, progress=True) -> Path:
+    """``deepks-es iterate``: see the module docstring. Returns ``workdir/model.pt``."""
+    from .structures import read_frames
+
+    workdir = Path(cfg["workdir"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    frames = [f for f in read_frames(cfg["frames"], check=False) if not f.error]
+    targets = target_records(cfg["target"])
+    frames = [f for f in frames if geometry_key(vars(f)) in targets]
+    if not frames:
+        raise DeePKSInputError("iterate: none of the frames has a converged label in the target store(s)")
+    it = cfg["iterate"]
+    n = int(it["iterations"])
+    seed = int(cfg["seeds"][0])
+    rng = np.random.default_rng(seed)
+    check = [frames[i] for i in sorted(rng.permutation(len(frames))[: int(it["check_sample"])])]
+    model_path = Path(cfg["init_model"]) if cfg["init_model"] else None
+    log(f"iterate: {len(frames)} training structures, {n} iterations, workdir {workdir}")
+    for k in range(n + 1):
+        d = workdir / f"iter.{k:02d}"
+        d.mkdir(exist_ok=True)
+        report_path = d / "report.json"
+        if report_path.is_file():
+            report = json.loads(report_path.read_text())
+            model_path = Path(report["model"]) if report.get("model") else model_path
+            log(f"iteration {k}: done before (convergence {report['convergence']:.3f})")
+            continue
+        t0 = time.perf_counter()
+        log(f"iteration {k}: SCF with {'plain ' + cfg['xc'] if model_path is None else model_path.name}")
+        base = _label(frames, cfg, d / "base.h5", model_path, log, progress)
+        rate, dropped = _convergence(base)
+        errors = scf_errors(base.records(matrices=False), targets, int(cfg["losses"]["n_virt"]))
+        log(
+            f"iteration {k}: SCF convergence {rate:.3f} ({len(dropped)} dropped), errors of "
+            + ("the base functional" if model_path is None else "the model")
+            + f": energy MAE {errors.get('energy_mae_kcal', float('nan')):.3f} kcal/mol"
+            + (f", force RMSE {errors['force_rmse_ev_ang']:.4f} eV/A" if "force_rmse_ev_ang" in errors else "")
+            + (f", eig RMSE {errors['eig_rmse_ev']:.4f} eV" if "eig_rmse_ev" in errors else "")
+        )
+        report = {"iteration": k, "model_in": str(model_path) if model_path else None, "convergence": rate}
+        report.update(dropped=dropped, scf_errors=errors, scf_wall_s=time.perf_counter() - t0)
+        if k < n:
+            report.update(_train_step(cfg, k, d, base, model_path, check, log, progress))
+            model_path = Path(report["model"])
+        _write_json(report_path, report)
+    final = workdir / "model.pt"
+    shutil.copyfile(model_path, final)
+    log(f"wrote {final}")
+    return final
+
+
+def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict:
+    """Train model k (warm start from ``model_path``), check its SCF convergence on ``check``."""
+    import torch
+
+    from .model import load_model
+
+    it = cfg["iterate"]
+    base_model = load_model(model_path) if model_path else None
+    frames = _load(cfg, base, base_model, None, log)
+    train_frames, valid_frames = split(frames, float(cfg["train"]["valid_fraction"]))
+    epochs = it["epochs"][k] if k < len(it["epochs"]) else cfg["train"]["epochs"]
+    seed = int(cfg["seeds"][0])
+    for attempt in range(int(it["retries"]) + 1):
+        out = d / ("model.pt" if attempt == 0 else f"model.retry{attempt}.pt")
+        scale = 0.5**attempt
+        if not out.is_file():
+            torch.manual_seed(seed)
+            if base_model is not None:
+                model, new = load_model(model_path), False
+            else:
+                model, new = _new_model(cfg, frames)
+            opts = _options(cfg, seed, max(1, int(epochs * scale)), scale, prefit=new and cfg["train"]["prefit"])
+            ckpt = d / f"train.{attempt}.ckpt"
+            history = train(model, train_frames, valid_frames, opts, ckpt, log, progress)
+            data = {"iteration": k, "train": len(train_frames), "valid": len(valid_frames), "seed": seed}
+            _save(model, out, cfg, history, data)
+        history = load_model(out).settings["training"]["history"]
+        rate = 1.0
+        if check:
+            check_store = _label(check, cfg, d / f"check.{attempt}.h5", out, log, False)
+            rate, _ = _convergence(check_store)
+        log(f"iteration {k}: model {out.name}: SCF convergence on {len(check)} check frames {rate:.3f}")
+        if rate >= float(it["min_convergence"]):
+            return {"model": str(out), "check_convergence": rate, "attempts": attempt + 1, "train": history[-1]}
+        log(f"iteration {k}: below iterate.min_convergence {it['min_convergence']}; retraining gentler")
+    raise DeePKSInputError(
+        f"iteration {k}: no model passed the SCF convergence check after {it['retries']} retries; "
+        "lower train.lr or iterate.epochs, or raise the weight of the energy/force terms"
+    )
