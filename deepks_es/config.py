@@ -15,7 +15,9 @@ Every key, its default and meaning (paths are relative to the config file)::
     description: ""
     seeds: [0]                   # one model per seed (train); iterate uses the first
     losses: {energy: 1, force: 1, hamiltonian: 0.005, eigenvalue: 0.01, gap: 0, eigenvector: 0.1,
-             n_virt: 1}          # weights (DeePKS-ES defaults) and the virtual orbitals in eig/vec terms
+             n_virt: 1, skip_core: false}
+                                 # weights (DeePKS-ES defaults), the virtual orbitals in the eig/vec
+                                 # terms, and whether the 1s cores are left out of them
     train: {epochs: 500, lr: 1.0e-3, lr_final: 1.0e-5, batch_size: 16, valid_fraction: 0.1,
             prefit: true, checkpoint_every: 50}
     iterate: {iterations: 2, epochs: [], check_sample: 8, min_convergence: 1.0, retries: 2}
@@ -47,7 +49,7 @@ DEFAULTS = {
     "xc": "PBE",
     "description": "",
     "seeds": [0],
-    "losses": {**DEFAULT_WEIGHTS, "n_virt": 1},
+    "losses": {**DEFAULT_WEIGHTS, "n_virt": 1, "skip_core": False},
     "train": {
         "epochs": 500,
         "lr": 1e-3,
@@ -141,6 +143,7 @@ def load_config(path, command: str) -> dict:
         _check(isinstance(weights[term], (int, float)) and weights[term] >= 0, f"losses.{term} must be >= 0")
     _check(any(weights[t] > 0 for t in TERMS), "losses: at least one weight must be positive")
     _check(isinstance(weights["n_virt"], int) and weights["n_virt"] >= 1, "losses.n_virt must be an integer >= 1")
+    _check(isinstance(weights["skip_core"], bool), "losses.skip_core must be true or false")
     for key in ("epochs", "batch_size", "checkpoint_every"):
         _check(isinstance(train[key], int) and train[key] >= 1, f"train.{key} must be a positive integer")
     _check(0 < float(train["lr_final"]) <= float(train["lr"]), "train: need 0 < lr_final <= lr")

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from pyscf.data.elements import chemcore_atm
 
 from . import kernels
 from .errors import DeePKSInputError
@@ -249,6 +250,7 @@ class Batch:
     fock_base: torch.Tensor
     f_rest: torch.Tensor
     nocc: int
+    ncore: int
     target: dict
 
     def __len__(self) -> int:
@@ -292,6 +294,7 @@ def make_batches(frames: list, batch_size: int) -> list:
                     fock_base=_stack([f.fock_base for f in chunk]),
                     f_rest=_stack([f.f_rest for f in chunk]),
                     nocc=f0.nocc,
+                    ncore=int(sum(chemcore_atm[int(z)] for z in f0.numbers)),
                     target=target,
                 )
             )

@@ -80,8 +80,14 @@ def table(rows: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_model(model_path, target_path, outdir, base_path=None, workers=1, threads=2, progress=True) -> dict:
+def evaluate_model(
+    model_path, target_path, outdir, base_path=None, frames=None, workers=1, threads=2, progress=True
+) -> dict:
     """Run and compare (see the module docstring).
+
+    Args:
+        frames: optional structure files/folders: only the target records of these structures are used
+            (e.g. a held-out set inside a larger store).
 
     Returns:
         ``{"rows": {base name: errors, "model": errors}, "table": markdown, "plots": [paths]}``; also
@@ -99,8 +105,13 @@ def evaluate_model(model_path, target_path, outdir, base_path=None, workers=1, t
     model = load_model(model_path)
     target_store = LabelStore(target_path)
     records = target_store.records(matrices=False)
+    if frames:
+        from .structures import read_frames
+
+        keep = {geometry_key(vars(f)) for f in read_frames(frames, check=False)}
+        records = [r for r in records if geometry_key(r) in keep]
     if not records:
-        raise DeePKSInputError(f"target store {target_path} has no converged record")
+        raise DeePKSInputError(f"target store {target_path} has no converged record (of the --frames given)")
     targets = {geometry_key(r): r for r in records}
     forces = all(r["forces"] is not None for r in records)
     frames = _frames_of(records)

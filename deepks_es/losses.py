@@ -5,6 +5,7 @@
     force        mean over atoms and components of (F - F_t)^2             (Eh/bohr)^2
     hamiltonian  ||H - H_t||_F^2 / nao,  H = fock_base + v_delta          Eh^2
     eigenvalue   mean over the k = nocc + n_virt lowest of (eps - eps_t)^2  Eh^2
+                 (optionally without the chemical cores, ``skip_core``)
     gap          ((eps_lumo - eps_homo) - gap_t)^2                        Eh^2
     eigenvector  ||C_t^T H C_t - diag(eps_t)||_F^2 / k over the k target orbitals C_t   Eh^2
 
@@ -46,7 +47,7 @@ def homo_lumo_gap(mo_energy: torch.Tensor, nocc: int) -> torch.Tensor:
     return mo_energy[:, nocc] - mo_energy[:, nocc - 1]
 
 
-def frame_losses(pred: dict, batch, terms, n_virt: int = 1) -> dict:
+def frame_losses(pred: dict, batch, terms, n_virt: int = 1, skip_core: bool = False) -> dict:
     """Per-frame loss terms, each a (B,) tensor; a term whose target the batch lacks is left out.
 
     Args:
@@ -54,10 +55,13 @@ def frame_losses(pred: dict, batch, terms, n_virt: int = 1) -> dict:
         batch: the :class:`deepks_es.dataset.Batch`.
         terms: names from ``TERMS`` to compute.
         n_virt: virtual orbitals (from the LUMO up) in the eigenvalue and eigenvector terms.
+        skip_core: leave the chemical-core orbitals (O 1s for water; ``batch.ncore`` of them) out of the
+            eigenvalue and eigenvector terms.
     """
     t = batch.target
     natm = len(batch.numbers)
     k = batch.nocc + n_virt
+    c0 = batch.ncore if skip_core else 0
     out = {}
     for name in terms:
         if not all(f in t for f in NEEDS[name]):
@@ -69,13 +73,13 @@ def frame_losses(pred: dict, batch, terms, n_virt: int = 1) -> dict:
         elif name == "hamiltonian":
             out[name] = ((pred["fock"] - t["fock"]) ** 2).sum((-1, -2)) / pred["fock"].shape[-1]
         elif name == "eigenvalue":
-            out[name] = ((pred["mo_energy"][:, :k] - t["mo_energy"][:, :k]) ** 2).mean(-1)
+            out[name] = ((pred["mo_energy"][:, c0:k] - t["mo_energy"][:, c0:k]) ** 2).mean(-1)
         elif name == "gap":
             out[name] = (homo_lumo_gap(pred["mo_energy"], batch.nocc) - homo_lumo_gap(t["mo_energy"], batch.nocc)) ** 2
         elif name == "eigenvector":
-            c = t["mo_coeff"][:, :, :k]
+            c = t["mo_coeff"][:, :, c0:k]
             h_mo = c.transpose(-1, -2) @ pred["fock"] @ c
-            out[name] = ((h_mo - torch.diag_embed(t["mo_energy"][:, :k])) ** 2).sum((-1, -2)) / k
+            out[name] = ((h_mo - torch.diag_embed(t["mo_energy"][:, c0:k])) ** 2).sum((-1, -2)) / (k - c0)
     return out
 
 

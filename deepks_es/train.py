@@ -39,6 +39,7 @@ class TrainOptions:
         batch_size: frames per optimiser step (frames of one composition are stacked).
         weights: loss weights by term (:data:`deepks_es.losses.TERMS`).
         n_virt: virtual orbitals in the eigenvalue/eigenvector terms.
+        skip_core: leave the chemical-core orbitals out of the eigenvalue/eigenvector terms.
         seed: initialisation and shuffling.
         prefit: descriptor statistics and energy shift before training (new models).
         checkpoint_every: epochs between checkpoints.
@@ -50,6 +51,7 @@ class TrainOptions:
     batch_size: int = 16
     weights: dict = field(default_factory=dict)
     n_virt: int = 1
+    skip_core: bool = False
     seed: int = 0
     prefit: bool = True
     checkpoint_every: int = 50
@@ -90,19 +92,20 @@ def prefit(model, batches) -> None:
     model.e_shift.copy_(torch.linalg.lstsq(counts, y[:, None], driver="gelsd").solution[:, 0])
 
 
-def evaluate(model, batches, weights: dict, n_virt: int) -> dict:
+def evaluate(model, batches, weights: dict, n_virt: int, skip_core: bool = False) -> dict:
     """Mean loss terms and errors over frames at the fixed base densities.
 
     Returns:
         ``loss`` and each term's mean, plus ``energy_mae_kcal`` (per frame), ``force_rmse_ev_ang``,
-        ``eig_rmse_ev`` (occupied + n_virt), ``gap_mae_ev`` where targets exist, and ``frames``.
+        ``eig_rmse_ev`` (valence: occupied without the chemical cores, + n_virt), ``gap_mae_ev`` where
+        targets exist, and ``frames``.
     """
     sums: dict = {}
     counts: dict = {}
     terms = [t for t in TERMS if weights.get(t, 0) > 0]
     for b in batches:
         pred = predict(model, b, create_graph=False)
-        losses = frame_losses(pred, b, TERMS, n_virt)
+        losses = frame_losses(pred, b, TERMS, n_virt, skip_core)
         pred = {k: v.detach() for k, v in pred.items()}
         stats = {"loss": total_loss({k: v.detach() for k, v in losses.items() if k in terms}, weights)}
         stats.update({k: v.detach().sum() for k, v in losses.items()})
@@ -111,7 +114,8 @@ def evaluate(model, batches, weights: dict, n_virt: int) -> dict:
             stats["force_se"] = ((pred["forces"] - b.target["forces"]) ** 2).mean((-1, -2)).sum()
         if "mo_energy" in b.target:
             k = b.nocc + n_virt
-            stats["eig_se"] = ((pred["mo_energy"][:, :k] - b.target["mo_energy"][:, :k]) ** 2).mean(-1).sum()
+            de = pred["mo_energy"][:, b.ncore : k] - b.target["mo_energy"][:, b.ncore : k]
+            stats["eig_se"] = (de**2).mean(-1).sum()
             gap_error = homo_lumo_gap(pred["mo_energy"], b.nocc) - homo_lumo_gap(b.target["mo_energy"], b.nocc)
             stats["gap_ae"] = gap_error.abs().sum()
         for k, v in stats.items():
@@ -178,7 +182,8 @@ def train(model, train_frames, valid_frames, opts: TrainOptions, checkpoint=None
         for i in rng.permutation(len(batches)):
             b = batches[i]
             optim.zero_grad()
-            loss = total_loss(frame_losses(predict(model, b), b, terms, opts.n_virt), weights) / ntrain
+            losses = frame_losses(predict(model, b), b, terms, opts.n_virt, opts.skip_core)
+            loss = total_loss(losses, weights) / ntrain
             loss.backward()
             optim.step()
         sched.step()
@@ -189,10 +194,10 @@ def train(model, train_frames, valid_frames, opts: TrainOptions, checkpoint=None
                 "epoch": epoch + 1,
                 "lr": float(sched.get_last_lr()[0]),
                 "wall_s": time.perf_counter() - t0,
-                "train": evaluate(model, batches, weights, opts.n_virt),
+                "train": evaluate(model, batches, weights, opts.n_virt, opts.skip_core),
             }
             if valid:
-                entry["valid"] = evaluate(model, valid, weights, opts.n_virt)
+                entry["valid"] = evaluate(model, valid, weights, opts.n_virt, opts.skip_core)
             model.train()
             history.append(entry)
             v = entry.get("valid", entry["train"])

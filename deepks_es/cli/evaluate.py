@@ -14,6 +14,9 @@ def add_parser(sub):
     p.add_argument("model", metavar="MODEL.pt")
     p.add_argument("store", metavar="TARGET.h5", help="label store with the reference (e.g. HSE06) labels")
     p.add_argument("--base", default=None, metavar="BASE.h5", help="existing base-functional store of the same frames")
+    p.add_argument(
+        "--frames", nargs="+", default=None, metavar="INPUT", help="only these structures of STORE (a held-out set)"
+    )
     p.add_argument("--out", default="eval", metavar="DIR", help="output folder (stores, eval.md, PNGs); default eval/")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads-per-worker", type=int, default=2)
@@ -29,6 +32,7 @@ def run(args) -> int:
         args.store,
         args.out,
         base_path=args.base,
+        frames=args.frames,
         workers=args.workers,
         threads=args.threads_per_worker,
         progress=not args.no_progress,
