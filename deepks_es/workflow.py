@@ -247,19 +247,20 @@ def run_iterate(cfg: dict, log=print, progress=True) -> Path:
 
     workdir = Path(cfg["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
-    frames = [f for f in read_frames(cfg["frames"], check=False) if not f.error]
-    targets = target_records(cfg["target"])
-    frames = [f for f in frames if geometry_key(vars(f)) in targets]
-    if not frames:
-        raise DeePKSInputError("iterate: none of the frames has a converged label in the target store(s)")
+    structures = [f for f in read_frames(cfg["frames"], check=False) if not f.error]
     it = cfg["iterate"]
     n = int(it["iterations"])
     seed = int(cfg["seeds"][0])
-    rng = np.random.default_rng(seed)
-    check = [frames[i] for i in sorted(rng.permutation(len(frames))[: int(it["check_sample"])])]
     model_path = Path(cfg["init_model"]) if cfg["init_model"] else None
-    log(f"iterate: {len(frames)} training structures, {n} iterations, workdir {workdir}")
+    log(f"iterate: {len(structures)} structures, {n} iterations, workdir {workdir}")
     for k in range(n + 1):
+        # the structures with a target label now (labels may still be accumulating in the target store)
+        targets = target_records(cfg["target"])
+        frames = [f for f in structures if geometry_key(vars(f)) in targets]
+        if not frames:
+            raise DeePKSInputError("iterate: none of the frames has a converged label in the target store(s)")
+        rng = np.random.default_rng(seed + k)
+        check = [frames[i] for i in sorted(rng.permutation(len(frames))[: int(it["check_sample"])])]
         d = workdir / f"iter.{k:02d}"
         d.mkdir(exist_ok=True)
         report_path = d / "report.json"
@@ -269,7 +270,8 @@ def run_iterate(cfg: dict, log=print, progress=True) -> Path:
             log(f"iteration {k}: done before (convergence {report['convergence']:.3f})")
             continue
         t0 = time.perf_counter()
-        log(f"iteration {k}: SCF with {'plain ' + cfg['xc'] if model_path is None else model_path.name}")
+        who = "plain " + cfg["xc"] if model_path is None else model_path.name
+        log(f"iteration {k}: SCF with {who} on {len(frames)} structures with target labels")
         base = _label(frames, cfg, d / "base.h5", model_path, log, progress)
         rate, dropped = _convergence(base)
         errors = scf_errors(base.records(matrices=False), targets, int(cfg["losses"]["n_virt"]))

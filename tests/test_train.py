@@ -235,3 +235,25 @@ def test_config_errors_are_clear(tmp_path, small_targets, change, message, capsy
     path = _write_config(tmp_path / "bad.yaml", **cfg)
     assert main(["train", str(path)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_eval_writes_table_and_plots(tmp_path, small_targets, capsys):
+    """deepks-es eval on the small HSE06 store: a table with the base and the model, and the PNGs."""
+    from test_label import DATA
+
+    from deepks_es.cli import main
+
+    model = tmp_path / "m.pt"
+    save_model(random_model(seed=2), model, basis="sto-3g", xc="PBE", trained=True, training={"history": []})
+    out = tmp_path / "eval"
+    frames = str(DATA)
+    args = ["eval", str(model), str(small_targets), "--out", str(out), "--frames", frames, "--threads-per-worker", "1"]
+    assert main([*args, "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "| PBE |" in text and "| DeePKS |" in text and "F RMSE" in text
+    result = json.loads((out / "eval.json").read_text())
+    assert result["rows"]["PBE"]["frames"] == 12 and result["rows"]["PBE"]["convergence"] == 1.0
+    # the random model changes the errors, so the DeePKS row is a real second calculation
+    assert result["rows"]["DeePKS"]["energy_mae_kcal"] != result["rows"]["PBE"]["energy_mae_kcal"]
+    for name in ("parity_forces.png", "parity_orbitals.png", "energy_errors.png", "dos.png"):
+        assert (out / name).stat().st_size > 1000
