@@ -22,11 +22,13 @@ where ``e_base``, ``fock_base`` and ``f_rest`` are the record's energy, Fock mat
 correction of the model that produced the record taken out. ``f_rest`` is then the base functional's force
 at D with its own energy-weighted density (checked against PySCF in tests/test_train.py).
 
-Memory per frame (float64): the integrals ovlp_proj (nao natm nproj), ipovlp_proj (3 nao natm nproj) and
-<nabla r|s> (3 nao^2), kept for the contractions, and nao^2 matrices; no natm x 3 x natm x nproj
+Memory per frame (float64): nao^2 matrices (dm, Fock matrices, overlap transforms, target orbitals) and
+the AO-projector integrals ovlp_proj (nao natm nproj), ipovlp_proj (3 nao natm nproj) and <nabla r|s>
+(3 nao^2). The integrals grow as natm^2, so they are cached only for frames where they take at most
+``MAX_CACHED_INTEGRAL_BYTES``; for larger frames they are recomputed from the geometry whenever the
+frame's batch is used (0.5 s for (H2O)20) and dropped afterwards. No natm x 3 x natm x nproj
 descriptor-derivative tensor is formed: force contributions are contracted on the fly
-(:func:`deepks_es.kernels.make_de_delta`). :func:`frame_nbytes` reports it; for (H2O)20 in cc-pVDZ see
-README.md.
+(:func:`deepks_es.kernels.make_de_delta`). :func:`frame_nbytes` reports the memory kept per frame.
 """
 
 from __future__ import annotations
@@ -42,6 +44,30 @@ from .errors import DeePKSInputError
 from .projector import ipovlp_proj, make_proj_mol, ovlp_proj
 from .store import LabelStore, frame_key
 from .structures import Frame, frame_to_mol
+
+
+#: integrals of a frame above this size (bytes) are recomputed at each use instead of kept
+MAX_CACHED_INTEGRAL_BYTES = 16 * 2**20
+
+
+def frame_integrals(mol, projector) -> dict:
+    """AO-projector integrals of one molecule: ``ovlp_proj`` (list over l of (nao, natm, nrad, 2l+1)),
+    ``ipovlp`` (list over l of (3, nao, natm, nrad, 2l+1), bohr^-1) and ``ip_ao`` (3, nao, nao)
+    <nabla r|s>, bohr^-1."""
+    pmol = make_proj_mol(mol, projector)
+    return {
+        "ovlp_proj": ovlp_proj(mol, projector, pmol),
+        "ipovlp": ipovlp_proj(mol, projector, pmol),
+        "ip_ao": mol.intor("int1e_ipovlp", comp=3),
+    }
+
+
+def _nbytes(value) -> int:
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_nbytes(v) for v in value)
+    return int(value.nbytes) if isinstance(value, np.ndarray) else 0
 
 
 def geometry_key(record: dict) -> str:
@@ -60,8 +86,10 @@ class FrameData:
         name, source: of the structure.
         numbers: (natm,) atomic numbers.
         dm: (nao, nao) base density matrix D.
-        ovlp_proj: list over l of (nao, natm, nrad, 2l+1); ipovlp: list over l of (3, nao, natm, nrad, 2l+1).
-        ip_ao: (3, nao, nao) <nabla r|s>, bohr^-1; ao_atom: (nao,) atom of each AO.
+        mol, projector: to (re)compute the integrals (:func:`frame_integrals`).
+        integrals: the cached :func:`frame_integrals`, or None when larger than
+            ``MAX_CACHED_INTEGRAL_BYTES`` (then :meth:`get_integrals` recomputes them).
+        ao_atom: (nao,) atom of each AO.
         x_orth: (nao, nao) S^-1/2 (symmetric orthogonalisation) for the eigenvalue problem.
         e_base: Eh; fock_base: (nao, nao) Eh; f_rest: (natm, 3) Eh/bohr (see the module docstring).
         nocc: doubly occupied orbitals.
@@ -74,9 +102,9 @@ class FrameData:
     source: str
     numbers: np.ndarray
     dm: np.ndarray
-    ovlp_proj: list
-    ipovlp: list
-    ip_ao: np.ndarray
+    mol: object
+    projector: object
+    integrals: dict | None
     ao_atom: np.ndarray
     x_orth: np.ndarray
     e_base: float
@@ -85,12 +113,15 @@ class FrameData:
     nocc: int
     target: dict = field(default_factory=dict)
 
+    def get_integrals(self) -> dict:
+        """The cached integrals, or freshly computed ones (not kept) for a large frame."""
+        return self.integrals if self.integrals is not None else frame_integrals(self.mol, self.projector)
+
 
 def frame_nbytes(frame: FrameData) -> int:
-    """Bytes held by one :class:`FrameData` (its arrays)."""
-    arrays = [frame.dm, frame.ip_ao, frame.x_orth, frame.fock_base, frame.f_rest, *frame.ovlp_proj, *frame.ipovlp]
-    arrays += [v for v in frame.target.values() if isinstance(v, np.ndarray)]
-    return int(sum(a.nbytes for a in arrays))
+    """Bytes kept by one :class:`FrameData` (its arrays, cached integrals included)."""
+    arrays = [frame.dm, frame.x_orth, frame.fock_base, frame.f_rest, frame.integrals, frame.target]
+    return sum(_nbytes(a) for a in arrays)
 
 
 def grad_delta(gpdm: list, v_delta, dm, ovlp_proj: list, ipovlp: list, ip_ao, ao_atom):
@@ -150,9 +181,8 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
         multiplicity=base["multiplicity"],
     )
     mol = frame_to_mol(frame, basis)
-    pmol = make_proj_mol(mol, projector)
-    c, ip = ovlp_proj(mol, projector, pmol), ipovlp_proj(mol, projector, pmol)
-    ip_ao = mol.intor("int1e_ipovlp", comp=3)
+    integrals = frame_integrals(mol, projector)
+    c, ip, ip_ao = integrals["ovlp_proj"], integrals["ipovlp"], integrals["ip_ao"]
     ao_atom = np.repeat(np.arange(mol.natm), np.diff(mol.aoslice_by_atom()[:, 2:4], axis=1).ravel())
     dm = np.asarray(base["dm"])
     e_base, fock_base, f_rest = base["e_tot"], np.asarray(base["fock"]), np.asarray(base["forces"])
@@ -167,9 +197,9 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
         source=base["source"],
         numbers=frame.numbers,
         dm=dm,
-        ovlp_proj=c,
-        ipovlp=ip,
-        ip_ao=ip_ao,
+        mol=mol,
+        projector=projector,
+        integrals=integrals if _nbytes(integrals) <= MAX_CACHED_INTEGRAL_BYTES else None,
         ao_atom=ao_atom,
         x_orth=(s_vec / np.sqrt(s_val)) @ s_vec.T,
         e_base=float(e_base),
@@ -235,15 +265,15 @@ def load_frames(base_store, target_stores, base_model=None, keys=None) -> tuple[
 @dataclass
 class Batch:
     """Frames of one composition stacked as float64 torch tensors (B frames; shapes as :class:`FrameData`
-    with a leading B). ``target`` holds only the fields every frame has."""
+    with a leading B). ``target`` holds only the fields every frame has. The integrals are stacked once
+    when every frame caches them, else rebuilt at each :meth:`integrals` call."""
 
     names: list
     numbers: np.ndarray
     pdm: list
     dm: torch.Tensor
-    ovlp_proj: list
-    ipovlp: list
-    ip_ao: torch.Tensor
+    frames: list
+    cached: dict | None
     ao_atom: torch.Tensor
     x_orth: torch.Tensor
     e_base: torch.Tensor
@@ -256,9 +286,23 @@ class Batch:
     def __len__(self) -> int:
         return len(self.names)
 
+    def integrals(self) -> dict:
+        """Stacked integrals: ``ovlp_proj``, ``ipovlp`` (lists over l) and ``ip_ao``, with a leading B."""
+        return self.cached if self.cached is not None else _stack_integrals(self.frames)
+
 
 def _stack(arrays) -> torch.Tensor:
     return torch.from_numpy(np.stack([np.asarray(a, dtype=np.float64) for a in arrays]))
+
+
+def _stack_integrals(frames: list) -> dict:
+    each = [f.get_integrals() for f in frames]
+    nl = len(each[0]["ovlp_proj"])
+    return {
+        "ovlp_proj": [_stack([x["ovlp_proj"][l] for x in each]) for l in range(nl)],
+        "ipovlp": [_stack([x["ipovlp"][l] for x in each]) for l in range(nl)],
+        "ip_ao": _stack([x["ip_ao"] for x in each]),
+    }
 
 
 def make_batches(frames: list, batch_size: int) -> list:
@@ -272,8 +316,7 @@ def make_batches(frames: list, batch_size: int) -> list:
         for i in range(0, len(group), batch_size):
             chunk = group[i : i + batch_size]
             f0 = chunk[0]
-            nl = len(f0.ovlp_proj)
-            c = [_stack([f.ovlp_proj[l] for f in chunk]) for l in range(nl)]
+            integrals = _stack_integrals(chunk)
             dm = _stack([f.dm for f in chunk])
             target = {"e_tot": _stack([f.target["e_tot"] for f in chunk])}
             for k in ("forces", "mo_energy", "fock", "mo_coeff"):
@@ -283,11 +326,10 @@ def make_batches(frames: list, batch_size: int) -> list:
                 Batch(
                     names=[f.name for f in chunk],
                     numbers=f0.numbers,
-                    pdm=kernels.make_pdm(dm, c),
+                    pdm=kernels.make_pdm(dm, integrals["ovlp_proj"]),
                     dm=dm,
-                    ovlp_proj=c,
-                    ipovlp=[_stack([f.ipovlp[l] for f in chunk]) for l in range(nl)],
-                    ip_ao=_stack([f.ip_ao for f in chunk]),
+                    frames=chunk,
+                    cached=integrals if all(f.integrals is not None for f in chunk) else None,
                     ao_atom=torch.from_numpy(f0.ao_atom),
                     x_orth=_stack([f.x_orth for f in chunk]),
                     e_base=_stack([f.e_base for f in chunk]),
@@ -313,8 +355,9 @@ def predict(model, batch: Batch, create_graph: bool = True) -> dict:
     elem_index = model.element_index(batch.numbers)
     e_delta = model.energy_from_pdm(pdm, elem_index)
     gpdm = torch.autograd.grad(e_delta.sum(), pdm, create_graph=create_graph)
-    v_delta = kernels.make_v_delta(gpdm, batch.ovlp_proj)
-    de = grad_delta(gpdm, v_delta, batch.dm, batch.ovlp_proj, batch.ipovlp, batch.ip_ao, batch.ao_atom)
+    ints = batch.integrals()
+    v_delta = kernels.make_v_delta(gpdm, ints["ovlp_proj"])
+    de = grad_delta(gpdm, v_delta, batch.dm, ints["ovlp_proj"], ints["ipovlp"], ints["ip_ao"], batch.ao_atom)
     fock = batch.fock_base + v_delta
     x = batch.x_orth
     return {

@@ -68,6 +68,23 @@ def test_predictions_reproduce_the_scf_record(stores):
         np.testing.assert_allclose(pred["mo_energy"][0].detach().numpy(), rec["mo_energy"], atol=1e-6)
 
 
+def test_uncached_integrals_give_the_same_predictions(stores, monkeypatch):
+    """Frames above the integral cache limit recompute their integrals: same predictions, less memory."""
+    from deepks_es import dataset
+
+    cached, _ = load_frames(stores["pbe"], stores["hse06"])
+    monkeypatch.setattr(dataset, "MAX_CACHED_INTEGRAL_BYTES", 0)
+    uncached, _ = load_frames(stores["pbe"], stores["hse06"])
+    assert all(f.integrals is None for f in uncached)
+    assert sum(map(dataset.frame_nbytes, uncached)) < sum(map(dataset.frame_nbytes, cached)) / 2
+    model = random_model(seed=4, scale=0.02)
+    for a, b in zip(make_batches(cached, 4), make_batches(uncached, 4)):
+        assert a.cached is not None and b.cached is None
+        pa, pb = predict(model, a, create_graph=False), predict(model, b, create_graph=False)
+        for key in ("e_tot", "forces", "fock", "mo_energy"):
+            torch.testing.assert_close(pa[key], pb[key], rtol=0, atol=1e-12)
+
+
 def test_f_rest_is_the_base_gradient_at_the_corrected_density(stores):
     """f_rest (record forces with the model's explicit and Pulay parts taken out) equals PySCF's PBE
     gradient evaluated at the corrected density with the base energy-weighted density D F_base D / 2."""
