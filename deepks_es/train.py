@@ -25,6 +25,10 @@ from .descriptor import make_descriptor
 from .losses import TERMS, frame_losses, homo_lumo_gap, total_loss
 
 HARTREE_TO_KCAL = 627.509474
+#: descriptor scales are floored at this fraction of the element's largest one: a smaller floor
+#: (1e-3 was tried) lets near-empty projector channels amplify density changes 1e4-fold, and the stiff
+#: correction then keeps DIIS and Newton from converging (seen as a 4-cycle on a training dimer)
+SCALE_FLOOR = 0.1
 EV_PER_HARTREE = 27.211386245988
 BOHR_ANG = 0.529177210903
 
@@ -65,8 +69,9 @@ def _descriptors(batches) -> list:
 def prefit(model, batches) -> None:
     """Set the per-element descriptor shift and scale and the per-element energy shift from the data.
 
-    The scale is the descriptor's standard deviation over the training atoms, floored at 1e-3 of the
-    element's largest one (near-empty projector blocks have eigenvalues ~1e-15 that must not be amplified).
+    The scale is the descriptor's standard deviation over the training atoms, floored at ``SCALE_FLOOR``
+    of the element's largest one (near-empty projector blocks have eigenvalues ~1e-15 that must not be
+    amplified).
     ``e_shift`` is the least-squares (minimum-norm) fit of target - base energies on the element counts;
     the linear term and the network stay zero, so v_delta starts at zero (a descriptor-linear prefit on a
     few hundred frames gives large coefficients and a v_delta that spoils the first SCF).
@@ -80,7 +85,7 @@ def prefit(model, batches) -> None:
             continue
         std = x.std(0) if len(x) > 1 else torch.ones(ndesc, dtype=x.dtype)
         model.desc_shift[e] = x.mean(0)
-        model.desc_scale[e] = torch.clamp(std, min=1e-3 * float(std.max()) + 1e-12)
+        model.desc_scale[e] = torch.clamp(std, min=SCALE_FLOOR * float(std.max()) + 1e-12)
     counts = torch.stack(
         [
             torch.nn.functional.one_hot(model.element_index(b.numbers), nelem).sum(0).to(torch.float64)
