@@ -215,7 +215,7 @@ def test_train_seeds_make_a_committee(tmp_path, small_targets):
         target=str(small_targets),
         base=str(base),
         basis="sto-3g",
-        train={"epochs": 5, "batch_size": 6, "checkpoint_every": 5},
+        train={"epochs": 3, "lr": 1e-4, "lr_final": 1e-5, "batch_size": 6, "checkpoint_every": 3},
     )
     assert main(["train", str(cfg), "--seeds", "1", "2", "--no-progress"]) == 0
     m1, m2 = (load_model(tmp_path / "ens" / f"model.seed{s}.pt") for s in (1, 2))
@@ -232,7 +232,9 @@ def test_train_seeds_make_a_committee(tmp_path, small_targets):
         *[tmp_path / "ens" / f"model.seed{s}.pt" for s in (1, 2)],
     ]
     assert _label(DATA, *args) == 0
-    assert all(r["max_devi_f"] > 0 for r in LabelStore(store).records())
+    records = LabelStore(store).records(include_unconverged=True)
+    assert len(records) == 12 and all(r["converged"] for r in records)
+    assert all(r["max_devi_f"] > 0 for r in records)
 
 
 @pytest.mark.parametrize(
