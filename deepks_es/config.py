@@ -63,7 +63,7 @@ DEFAULTS = {
     "scf": {"density_fit": False, "grid_level": 3, "workers": 1, "threads_per_worker": 2},
 }
 PATH_KEYS = ("workdir", "base_model", "init_model")
-LIST_PATH_KEYS = ("target", "frames")
+LIST_PATH_KEYS = ("target", "frames", "base")
 
 
 def _merge(defaults: dict, given: dict, where: str) -> dict:
@@ -115,16 +115,12 @@ def load_config(path, command: str) -> dict:
     cfg = _merge(DEFAULTS, given, "")
     root = path.resolve().parent
     for key in LIST_PATH_KEYS:
+        if cfg[key] is None:  # base: not given
+            continue
         if isinstance(cfg[key], str):
             cfg[key] = [cfg[key]]
         _check(isinstance(cfg[key], list), f"{key} must be a path or a list of paths")
         cfg[key] = [q for p in cfg[key] for q in _expand(root, p, key)]
-    if cfg["base"] is not None:
-        cfg["base"] = [
-            q
-            for p in ([cfg["base"]] if isinstance(cfg["base"], str) else cfg["base"])
-            for q in _expand(root, p, "base")
-        ]
     for key in PATH_KEYS:
         if cfg[key] is not None:
             cfg[key] = str((root / cfg[key]).resolve())

@@ -41,9 +41,9 @@ from pyscf.data.elements import chemcore_atm
 
 from . import kernels
 from .errors import DeePKSInputError
-from .projector import ipovlp_proj, make_proj_mol, ovlp_proj
+from .projector import ProjectorBasis, ao_atom, ipovlp_proj, make_proj_mol, ovlp_proj
 from .store import LabelStore, frame_key
-from .structures import Frame, frame_to_mol
+from .structures import frame_from_record, frame_to_mol, read_frames
 
 
 #: integrals of a frame above this size (bytes) are recomputed at each use instead of kept
@@ -70,11 +70,21 @@ def _nbytes(value) -> int:
     return int(value.nbytes) if isinstance(value, np.ndarray) else 0
 
 
-def geometry_key(record: dict) -> str:
-    """Key of a record's structure alone (numbers, positions to the bit, charge, multiplicity)."""
-    return frame_key(
-        record["numbers"], record["positions_ang"], record["charge"], record["multiplicity"], "geometry", "", None
-    )
+def geometry_key(record) -> str:
+    """Key of a structure alone (numbers, positions to the bit, charge, multiplicity), from a store record
+    (dict) or a :class:`~deepks_es.structures.Frame`."""
+    r = record if isinstance(record, dict) else vars(record)
+    return frame_key(r["numbers"], r["positions_ang"], r["charge"], r["multiplicity"], "geometry", "", None)
+
+
+def structure_keys(paths) -> set:
+    """:func:`geometry_key` of every structure in the given files/folders."""
+    return {geometry_key(f) for f in read_frames(paths, check=False)}
+
+
+def core_orbitals(numbers) -> int:
+    """Doubly occupied chemical-core orbitals (1s for O) of atoms ``numbers`` (PySCF's table)."""
+    return int(sum(chemcore_atm[int(z)] for z in numbers))
 
 
 @dataclass
@@ -172,22 +182,15 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
         raise DeePKSInputError(
             f"base record {base['name']} has no forces or matrices; label the base with --forces --save-matrices"
         )
-    frame = Frame(
-        name=base["name"],
-        source=base["source"],
-        numbers=np.asarray(base["numbers"]),
-        positions_ang=np.asarray(base["positions_ang"]),
-        charge=base["charge"],
-        multiplicity=base["multiplicity"],
-    )
+    frame = frame_from_record(base)
     mol = frame_to_mol(frame, basis)
     integrals = frame_integrals(mol, projector)
     c, ip, ip_ao = integrals["ovlp_proj"], integrals["ipovlp"], integrals["ip_ao"]
-    ao_atom = np.repeat(np.arange(mol.natm), np.diff(mol.aoslice_by_atom()[:, 2:4], axis=1).ravel())
+    atoms = ao_atom(mol)
     dm = np.asarray(base["dm"])
     e_base, fock_base, f_rest = base["e_tot"], np.asarray(base["fock"]), np.asarray(base["forces"])
     if base_model is not None:
-        e_delta, v_delta, de = _model_terms(base_model, mol, dm, c, ip, ip_ao, ao_atom)
+        e_delta, v_delta, de = _model_terms(base_model, mol, dm, c, ip, ip_ao, atoms)
         e_base, fock_base, f_rest = e_base - e_delta, fock_base - v_delta, f_rest + de
     s_val, s_vec = np.linalg.eigh(np.asarray(base["ovlp"]))
     keep = ("e_tot", "forces", "mo_energy", "fock", "mo_coeff")
@@ -200,7 +203,7 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
         mol=mol,
         projector=projector,
         integrals=integrals if _nbytes(integrals) <= MAX_CACHED_INTEGRAL_BYTES else None,
-        ao_atom=ao_atom,
+        ao_atom=atoms,
         x_orth=(s_vec / np.sqrt(s_val)) @ s_vec.T,
         e_base=float(e_base),
         fock_base=fock_base,
@@ -227,12 +230,23 @@ def load_frames(base_store, target_stores, base_model=None, keys=None) -> tuple[
     Raises:
         DeePKSInputError: a base store of another method, a model hash that differs from the base store's.
     """
-    if isinstance(base_store, (list, tuple)):  # several base stores: the frames of each
-        loaded = [load_frames(b, target_stores, base_model, keys) for b in base_store]
-        return [f for fr, _ in loaded for f in fr], [n for _, sk in loaded for n in sk]
-    base_store = base_store if isinstance(base_store, LabelStore) else LabelStore(base_store)
     if not isinstance(target_stores, (list, tuple)):
         target_stores = [target_stores]
+    targets = {}
+    for store in target_stores:
+        store = store if isinstance(store, LabelStore) else LabelStore(store)
+        targets.update({geometry_key(r): r for r in store.records(matrices=True)})
+    frames, skipped = [], []
+    for store in base_store if isinstance(base_store, (list, tuple)) else [base_store]:
+        store = store if isinstance(store, LabelStore) else LabelStore(store)
+        f, s = _pair_base(store, targets, base_model, keys)
+        frames += f
+        skipped += s
+    return frames, skipped
+
+
+def _pair_base(base_store: LabelStore, targets: dict, base_model, keys) -> tuple[list, list]:
+    """:func:`load_frames` for one base store against target records by geometry key."""
     meta = base_store.metadata
     if meta["method"] not in ("pbe", "deepks"):
         raise DeePKSInputError(f"base store {base_store.path} has method {meta['method']}; use a pbe or deepks store")
@@ -243,13 +257,7 @@ def load_frames(base_store, target_stores, base_model=None, keys=None) -> tuple[
             )
     elif base_model is not None:
         raise DeePKSInputError(f"base store {base_store.path} is a plain pbe store; pass no base model")
-    from .model import build_model
-
-    projector = (base_model or build_model("eigen", elements=[1])).projector
-    targets = {}
-    for store in target_stores:
-        store = store if isinstance(store, LabelStore) else LabelStore(store)
-        targets.update({geometry_key(r): r for r in store.records(matrices=True)})
+    projector = base_model.projector if base_model is not None else ProjectorBasis()
     frames, skipped = [], []
     for rec in base_store.records(matrices=True):
         if keys is not None and geometry_key(rec) not in keys:
@@ -336,7 +344,7 @@ def make_batches(frames: list, batch_size: int) -> list:
                     fock_base=_stack([f.fock_base for f in chunk]),
                     f_rest=_stack([f.f_rest for f in chunk]),
                     nocc=f0.nocc,
-                    ncore=int(sum(chemcore_atm[int(z)] for z in f0.numbers)),
+                    ncore=core_orbitals(f0.numbers),
                     target=target,
                 )
             )

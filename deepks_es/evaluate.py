@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import geometry_key
-from .train import BOHR_ANG, EV_PER_HARTREE, HARTREE_TO_KCAL
-from .workflow import scf_errors
+from .dataset import geometry_key, structure_keys
+from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
+from .structures import frame_from_record
+from .workflow import all_records, convergence, run_labels, scf_errors, valence_range
 
 COLUMNS = [
     ("frames", "frames", "{:d}"),
@@ -34,40 +35,11 @@ COLUMNS = [
 ]
 
 
-def _frames_of(records: list):
-    from .structures import Frame
-
-    return [
-        Frame(
-            name=r["name"],
-            source=r["source"],
-            numbers=r["numbers"],
-            positions_ang=r["positions_ang"],
-            charge=r["charge"],
-            multiplicity=r["multiplicity"],
-        )
-        for r in records
-    ]
-
-
-def _run(frames, method, model_path, basis, forces, store_path, workers, threads, progress):
-    from .engine import run_batch
-    from .methods import LabelSpec
-    from .store import LabelStore
-
-    spec = LabelSpec(
-        method=method, basis=basis, forces=forces, model_paths=[str(model_path)] if model_path else []
-    ).validate()
-    store = LabelStore(store_path, spec.metadata())
-    run_batch(frames, spec, store, workers=workers, threads_per_worker=threads, progress=progress)
-    return store
-
-
 def _row(store, targets: dict) -> dict:
-    records = store.records(include_unconverged=True, include_failed=True, matrices=False)
-    records = [r for r in records if geometry_key(r) in targets]
+    records = [r for r in all_records(store) if geometry_key(r) in targets]
+    rate, _ = convergence(records)
     ok = [r for r in records if r["converged"] and not r["error"]]
-    return {"convergence": len(ok) / len(records) if records else 0.0, **scf_errors(ok, targets)}
+    return {"convergence": rate, **scf_errors(ok, targets)}
 
 
 def table(rows: dict) -> str:
@@ -106,24 +78,21 @@ def evaluate_model(
     target_store = LabelStore(target_path)
     records = target_store.records(matrices=False)
     if frames:
-        from .structures import read_frames
-
-        keep = {geometry_key(vars(f)) for f in read_frames(frames, check=False)}
+        keep = structure_keys(frames)
         records = [r for r in records if geometry_key(r) in keep]
     if not records:
         raise DeePKSInputError(f"target store {target_path} has no converged record (of the --frames given)")
     targets = {geometry_key(r): r for r in records}
     forces = all(r["forces"] is not None for r in records)
-    frames = _frames_of(records)
+    frames = [frame_from_record(r) for r in records]
     basis = target_store.metadata["basis"]
     xc = (model.settings.get("xc") or "PBE").upper()
     sha = model.settings["sha256"][:12]
     base = LabelStore(base_path) if base_path else None
+    run = dict(workers=workers, threads=threads, progress=progress, basis=basis, forces=forces)
     if base is None:
-        base = _run(frames, xc.lower(), None, basis, forces, outdir / f"{xc.lower()}.h5", workers, threads, progress)
-    corrected = _run(
-        frames, "deepks", model_path, basis, forces, outdir / f"deepks_{sha}.h5", workers, threads, progress
-    )
+        base = run_labels(frames, outdir / f"{xc.lower()}.h5", xc.lower(), **run)
+    corrected = run_labels(frames, outdir / f"deepks_{sha}.h5", "deepks", model_path, **run)
     rows = {xc: _row(base, targets), "DeePKS": _row(corrected, targets)}
     text = table(rows)
     plots = _plots(outdir, model, base, corrected, targets, xc)
@@ -148,44 +117,41 @@ def _plots(outdir: Path, model, base, corrected, targets, xc) -> list:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
-    from pyscf.data.elements import chemcore_atm
 
     paths = []
     runs = {xc: _paired(base, targets), "DeePKS": _paired(corrected, targets)}
-    f_ev = EV_PER_HARTREE / BOHR_ANG
 
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for name, pairs in runs.items():
-        pf = [(r["forces"].ravel(), t["forces"].ravel()) for r, t in pairs if r["forces"] is not None]
-        if pf:
-            ax.scatter(
-                np.concatenate([p[1] for p in pf]) * f_ev, np.concatenate([p[0] for p in pf]) * f_ev, s=3, label=name
-            )
-    lim = ax.get_xlim()
-    ax.plot(lim, lim, "k-", lw=0.5)
-    ax.set(xlabel="target force (eV/Å)", ylabel="predicted force (eV/Å)", title="forces")
-    ax.legend()
-    paths.append(_save(fig, outdir / "parity_forces.png"))
+    def parity(values, unit: float, xlabel: str, ylabel: str, title: str, name: str):
+        """Predicted against target for both runs; ``values(record, target)`` -> (predicted, target) arrays
+        or None, in atomic units (scaled by ``unit``)."""
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        for label, pairs in runs.items():
+            got = [v for v in (values(r, t) for r, t in pairs) if v is not None]
+            if got:
+                predicted, target = (np.concatenate(x) * unit for x in zip(*got))
+                ax.scatter(target, predicted, s=3, label=label)
+        lim = ax.get_xlim()
+        ax.plot(lim, lim, "k-", lw=0.5)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.legend()
+        paths.append(_save(fig, outdir / name))
 
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for name, pairs in runs.items():
-        xs, ys = [], []
-        for r, t in pairs:
-            nocc = int((r["mo_occ"] > 0).sum())
-            ncore = int(sum(chemcore_atm[int(z)] for z in r["numbers"]))
-            xs.append(t["mo_energy"][ncore : nocc + 1])
-            ys.append(r["mo_energy"][ncore : nocc + 1])
-        ax.scatter(np.concatenate(xs) * EV_PER_HARTREE, np.concatenate(ys) * EV_PER_HARTREE, s=3, label=name)
-    lim = ax.get_xlim()
-    ax.plot(lim, lim, "k-", lw=0.5)
-    ax.set(xlabel="target orbital energy (eV)", ylabel="predicted (eV)", title="valence orbitals + LUMO")
-    ax.legend()
-    paths.append(_save(fig, outdir / "parity_orbitals.png"))
+    def forces(r, t):
+        return None if r["forces"] is None else (r["forces"].ravel(), t["forces"].ravel())
+
+    def orbitals(r, t):
+        valence = valence_range(r)
+        return r["mo_energy"][valence], t["mo_energy"][valence]
+
+    f_unit = EV_PER_ANG_PER_AU
+    parity(forces, f_unit, "target force (eV/Å)", "predicted force (eV/Å)", "forces", "parity_forces.png")
+    labels = ("target orbital energy (eV)", "predicted (eV)", "valence orbitals + LUMO")
+    parity(orbitals, HARTREE2EV, *labels, "parity_orbitals.png")
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, pairs in runs.items():
         n = [len(r["numbers"]) // 3 for r, _ in pairs]
-        err = [(r["e_tot"] - t["e_tot"]) * HARTREE_TO_KCAL for r, t in pairs]
+        err = [(r["e_tot"] - t["e_tot"]) * KCAL_PER_MOL_PER_HARTREE for r, t in pairs]
         ax.scatter(n, err, s=8, label=name)
     ax.axhline(0, color="k", lw=0.5)
     ax.set(xlabel="waters in cluster", ylabel="E - E_target (kcal/mol)", title="total energy error")
@@ -202,7 +168,7 @@ def _plots(outdir: Path, model, base, corrected, targets, xc) -> list:
         for name, rec in spectra.items():
             if rec is None:
                 continue
-            e = rec["mo_energy"] * EV_PER_HARTREE
+            e = rec["mo_energy"] * HARTREE2EV
             ax.plot(grid, np.exp(-(((grid[:, None] - e[None]) / 0.3) ** 2)).sum(1), label=name)
         ax.set(xlabel="orbital energy (eV)", ylabel="DOS (arb.)", title=f"DOS, {largest[0]['name']} (σ = 0.3 eV)")
         ax.legend()

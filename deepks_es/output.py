@@ -15,11 +15,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pyscf.data.nist import BOHR, HARTREE2EV
+from pyscf.data.nist import AVOGADRO, BOHR, HARTREE2EV, HARTREE2J
 
 from .errors import DeePKSInputError
 
 EV_PER_ANG_PER_AU = HARTREE2EV / BOHR  # (eV/Å) per (Eh/bohr)
+KCAL_PER_MOL_PER_HARTREE = HARTREE2J * AVOGADRO / 4184  # 627.509...
 
 
 def to_record(frame, result: dict, meta: dict) -> dict:

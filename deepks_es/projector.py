@@ -87,6 +87,11 @@ class ProjectorBasis:
         return [[l, *rows] for l in range(self.lmax + 1)]
 
 
+def ao_atom(mol: gto.Mole) -> np.ndarray:
+    """(nao,) int: the atom each AO of ``mol`` sits on."""
+    return np.repeat(np.arange(mol.natm), np.diff(mol.aoslice_by_atom()[:, 2:4], axis=1).ravel())
+
+
 def make_proj_mol(mol: gto.Mole, projector: ProjectorBasis) -> gto.Mole:
     """A ``Mole`` with the projector orbitals on the atoms of ``mol`` (same coordinates, in bohr)."""
     atoms = [(mol.atom_pure_symbol(a), mol.atom_coord(a)) for a in range(mol.natm)]

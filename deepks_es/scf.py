@@ -23,7 +23,7 @@ from . import kernels
 from .descriptor import make_descriptor
 from .errors import DeePKSInputError
 from .model import CorrectionModel
-from .projector import ipovlp_proj, make_proj_mol, ovlp_proj
+from .projector import ao_atom, ipovlp_proj, make_proj_mol, ovlp_proj
 
 
 @contextlib.contextmanager
@@ -134,8 +134,7 @@ class DeePKSCorrection(lib.StreamObject):
         dm = np.asarray(dm)
         _, gpdm = self.energy_and_gpdm(dm)
         ipovlp = ipovlp_proj(self.mol, self.model.projector, self._pmol)
-        ao_atom = np.repeat(np.arange(self.mol.natm), np.diff(self.mol.aoslice_by_atom()[:, 2:4], axis=1).ravel())
-        return kernels.make_de_delta(gpdm, dm, self._ovlp_proj, ipovlp, ao_atom)
+        return kernels.make_de_delta(gpdm, dm, self._ovlp_proj, ipovlp, ao_atom(self.mol))
 
 
 class _DeePKS:

@@ -51,6 +51,18 @@ class Frame:
         return int(self.numbers.sum()) - self.charge
 
 
+def frame_from_record(record: dict) -> Frame:
+    """The structure of a label-store record (name, source, numbers, positions, charge, multiplicity)."""
+    return Frame(
+        name=record["name"],
+        source=record["source"],
+        numbers=np.asarray(record["numbers"]),
+        positions_ang=np.asarray(record["positions_ang"]),
+        charge=record["charge"],
+        multiplicity=record["multiplicity"],
+    )
+
+
 def _spin_from_info(info: dict):
     if "multiplicity" in info:
         return int(info["multiplicity"])

@@ -23,14 +23,12 @@ import torch
 from .dataset import make_batches, predict
 from .descriptor import make_descriptor
 from .losses import TERMS, frame_losses, homo_lumo_gap, total_loss
+from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
 
-HARTREE_TO_KCAL = 627.509474
 #: descriptor scales are floored at this fraction of the element's largest one: a smaller floor
 #: (1e-3 was tried) lets near-empty projector channels amplify density changes 1e4-fold, and the stiff
 #: correction then keeps DIIS and Newton from converging (seen as a 4-cycle on a training dimer)
 SCALE_FLOOR = 0.1
-EV_PER_HARTREE = 27.211386245988
-BOHR_ANG = 0.529177210903
 
 
 @dataclass
@@ -129,12 +127,12 @@ def evaluate(model, batches, weights: dict, n_virt: int, skip_core: bool = False
     mean = {k: sums[k] / counts[k] for k in sums}
     out = {k: mean[k] for k in ["loss", *TERMS] if k in mean}
     out["frames"] = sum(len(b) for b in batches)
-    out["energy_mae_kcal"] = mean["energy_ae"] * HARTREE_TO_KCAL
+    out["energy_mae_kcal"] = mean["energy_ae"] * KCAL_PER_MOL_PER_HARTREE
     if "force_se" in mean:
-        out["force_rmse_ev_ang"] = math.sqrt(mean["force_se"]) * EV_PER_HARTREE / BOHR_ANG
+        out["force_rmse_ev_ang"] = math.sqrt(mean["force_se"]) * EV_PER_ANG_PER_AU
     if "eig_se" in mean:
-        out["eig_rmse_ev"] = math.sqrt(mean["eig_se"]) * EV_PER_HARTREE
-        out["gap_mae_ev"] = mean["gap_ae"] * EV_PER_HARTREE
+        out["eig_rmse_ev"] = math.sqrt(mean["eig_se"]) * HARTREE2EV
+        out["gap_mae_ev"] = mean["gap_ae"] * HARTREE2EV
     return out
 
 

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import geometry_key, load_frames
+from .dataset import core_orbitals, geometry_key, load_frames, structure_keys
 from .errors import DeePKSInputError
-from .train import BOHR_ANG, EV_PER_HARTREE, HARTREE_TO_KCAL, TrainOptions, train
+from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
+from .train import TrainOptions, train
 
 
 def _options(cfg: dict, seed: int, epochs: int | None = None, lr_scale: float = 1.0, prefit=None) -> TrainOptions:
@@ -98,15 +99,6 @@ def _plain_config(cfg: dict) -> dict:
     return out
 
 
-def _frame_keys(paths: list) -> set | None:
-    from .structures import read_frames
-
-    if not paths:
-        return None
-    frames = read_frames(paths, check=False)
-    return {geometry_key({**vars(f)}) for f in frames}
-
-
 def _load(cfg, base, base_model, keys, log):
     frames, skipped = load_frames(base, cfg["target"], base_model=base_model, keys=keys)
     if skipped:
@@ -127,7 +119,8 @@ def run_train(cfg: dict, seeds=None, log=print, progress=True) -> list:
     workdir = Path(cfg["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
     base_model = load_model(cfg["base_model"]) if cfg["base_model"] else None
-    frames = _load(cfg, cfg["base"], base_model, _frame_keys(cfg["frames"]), log)
+    keys = structure_keys(cfg["frames"]) if cfg["frames"] else None
+    frames = _load(cfg, cfg["base"], base_model, keys, log)
     train_frames, valid_frames = split(frames, float(cfg["train"]["valid_fraction"]))
     log(f"{len(train_frames)} training and {len(valid_frames)} validation frames")
     seeds = list(seeds or cfg["seeds"])
@@ -151,6 +144,12 @@ def run_train(cfg: dict, seeds=None, log=print, progress=True) -> list:
     return paths
 
 
+def valence_range(record: dict, n_virt: int = 1) -> slice:
+    """Orbital indices of the valence levels of a record: occupied without the chemical cores, plus
+    ``n_virt`` virtuals."""
+    return slice(core_orbitals(record["numbers"]), int((record["mo_occ"] > 0).sum()) + n_virt)
+
+
 def scf_errors(records: list, targets: dict, n_virt: int = 1) -> dict:
     """Self-consistent errors of labelled records against target records (same structures).
 
@@ -159,8 +158,6 @@ def scf_errors(records: list, targets: dict, n_virt: int = 1) -> dict:
         without the 1s cores, plus n_virt virtuals), ``gap_mae_ev``, ``core_mae_ev`` (1s core levels);
         keys without data are left out.
     """
-    from pyscf.data.elements import chemcore_atm
-
     de, df, deig, dgap, dcore = [], [], [], [], []
     for rec in records:
         t = targets.get(geometry_key(rec))
@@ -170,24 +167,24 @@ def scf_errors(records: list, targets: dict, n_virt: int = 1) -> dict:
         if rec.get("forces") is not None and t.get("forces") is not None:
             df.append((rec["forces"] - t["forces"]).ravel())
         if rec.get("mo_energy") is not None and t.get("mo_energy") is not None:
-            nocc = int((rec["mo_occ"] > 0).sum())
-            ncore = int(sum(chemcore_atm[int(z)] for z in rec["numbers"]))
+            valence = valence_range(rec, n_virt)
+            nocc = valence.stop - n_virt
             e, et = rec["mo_energy"], t["mo_energy"]
-            deig.append((e - et)[ncore : nocc + n_virt])
-            dcore.append((e - et)[:ncore])
+            deig.append((e - et)[valence])
+            dcore.append((e - et)[: valence.start])
             dgap.append((e[nocc] - e[nocc - 1]) - (et[nocc] - et[nocc - 1]))
     out = {"frames": len(de)}
     if de:
-        out["energy_mae_kcal"] = float(np.abs(de).mean() * HARTREE_TO_KCAL)
-        out["energy_max_kcal"] = float(np.abs(de).max() * HARTREE_TO_KCAL)
+        out["energy_mae_kcal"] = float(np.abs(de).mean() * KCAL_PER_MOL_PER_HARTREE)
+        out["energy_max_kcal"] = float(np.abs(de).max() * KCAL_PER_MOL_PER_HARTREE)
     if df:
-        out["force_rmse_ev_ang"] = float(np.sqrt(np.mean(np.concatenate(df) ** 2)) * EV_PER_HARTREE / BOHR_ANG)
+        out["force_rmse_ev_ang"] = float(np.sqrt(np.mean(np.concatenate(df) ** 2)) * EV_PER_ANG_PER_AU)
     if deig:
-        out["eig_rmse_ev"] = float(np.sqrt(np.mean(np.concatenate(deig) ** 2)) * EV_PER_HARTREE)
-        out["gap_mae_ev"] = float(np.abs(dgap).mean() * EV_PER_HARTREE)
+        out["eig_rmse_ev"] = float(np.sqrt(np.mean(np.concatenate(deig) ** 2)) * HARTREE2EV)
+        out["gap_mae_ev"] = float(np.abs(dgap).mean() * HARTREE2EV)
         core = np.concatenate(dcore)
         if core.size:
-            out["core_mae_ev"] = float(np.abs(core).mean() * EV_PER_HARTREE)
+            out["core_mae_ev"] = float(np.abs(core).mean() * HARTREE2EV)
     return out
 
 
@@ -201,38 +198,56 @@ def target_records(paths) -> dict:
     return out
 
 
-def _label(frames, cfg, store_path: Path, model_path, log, progress):
-    """Run the batch labeller (PBE, or deepks with ``model_path``) with forces and matrices."""
+def run_labels(
+    frames, store_path, method: str, model_path=None, workers=1, threads=2, progress=True, log=print, **spec
+):
+    """Label ``frames`` into the resumable store ``store_path`` with the batch labeller.
+
+    Args:
+        method: a :data:`deepks_es.methods.METHODS` name; ``model_path`` for ``deepks``.
+        spec: further :class:`~deepks_es.methods.LabelSpec` fields (basis, forces, save_matrices, ...).
+
+    Returns:
+        the :class:`~deepks_es.store.LabelStore`.
+    """
     from .engine import run_batch
     from .methods import LabelSpec
     from .store import LabelStore
 
-    spec = LabelSpec(
-        method="deepks" if model_path else "pbe",
-        basis=cfg["basis"],
-        forces=True,
-        density_fit=bool(cfg["scf"]["density_fit"]),
-        grid_level=int(cfg["scf"]["grid_level"]),
-        save_matrices=True,
-        model_paths=[str(model_path)] if model_path else [],
-    ).validate()
+    spec = LabelSpec(method=method, model_paths=[str(model_path)] if model_path else [], **spec).validate()
     store = LabelStore(store_path, spec.metadata())
-    run_batch(
-        frames,
-        spec,
-        store,
-        workers=int(cfg["scf"]["workers"]),
-        threads_per_worker=int(cfg["scf"]["threads_per_worker"]),
-        progress=progress,
-        log=log,
-    )
+    run_batch(frames, spec, store, workers=workers, threads_per_worker=threads, progress=progress, log=log)
     return store
 
 
-def _convergence(store) -> tuple[float, list]:
-    records = store.records(include_unconverged=True, include_failed=True, matrices=False)
+def _label(frames, cfg, store_path: Path, model_path, log, progress):
+    """SCF with forces and matrices: plain base functional, or deepks with ``model_path``."""
+    scf = cfg["scf"]
+    return run_labels(
+        frames,
+        store_path,
+        "deepks" if model_path else "pbe",
+        model_path,
+        workers=int(scf["workers"]),
+        threads=int(scf["threads_per_worker"]),
+        progress=progress,
+        log=log,
+        basis=cfg["basis"],
+        forces=True,
+        density_fit=bool(scf["density_fit"]),
+        grid_level=int(scf["grid_level"]),
+        save_matrices=True,
+    )
+
+
+def convergence(records: list) -> tuple[float, list]:
+    """(fraction of records converged without error, names of the others) of store records."""
     bad = [r["name"] for r in records if r["error"] or not r["converged"]]
     return (1.0 - len(bad) / len(records)) if records else 0.0, bad
+
+
+def all_records(store) -> list:
+    return store.records(include_unconverged=True, include_failed=True, matrices=False)
 
 
 def _write_json(path: Path, obj) -> None:
@@ -256,7 +271,7 @@ def run_iterate(cfg: dict, log=print, progress=True) -> Path:
     for k in range(n + 1):
         # the structures with a target label now (labels may still be accumulating in the target store)
         targets = target_records(cfg["target"])
-        frames = [f for f in structures if geometry_key(vars(f)) in targets]
+        frames = [f for f in structures if geometry_key(f) in targets]
         if not frames:
             raise DeePKSInputError("iterate: none of the frames has a converged label in the target store(s)")
         rng = np.random.default_rng(seed + k)
@@ -273,7 +288,7 @@ def run_iterate(cfg: dict, log=print, progress=True) -> Path:
         who = "plain " + cfg["xc"] if model_path is None else model_path.name
         log(f"iteration {k}: SCF with {who} on {len(frames)} structures with target labels")
         base = _label(frames, cfg, d / "base.h5", model_path, log, progress)
-        rate, dropped = _convergence(base)
+        rate, dropped = convergence(all_records(base))
         errors = scf_errors(base.records(matrices=False), targets, int(cfg["losses"]["n_virt"]))
         log(
             f"iteration {k}: SCF convergence {rate:.3f} ({len(dropped)} dropped), errors of "
@@ -324,7 +339,7 @@ def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict
         rate = 1.0
         if check:
             check_store = _label(check, cfg, d / f"check.{attempt}.h5", out, log, False)
-            rate, _ = _convergence(check_store)
+            rate, _ = convergence(all_records(check_store))
         log(f"iteration {k}: model {out.name}: SCF convergence on {len(check)} check frames {rate:.3f}")
         if rate >= float(it["min_convergence"]):
             return {"model": str(out), "check_convergence": rate, "attempts": attempt + 1, "train": history[-1]}

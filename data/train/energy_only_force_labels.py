@@ -23,6 +23,7 @@ from pyscf.data.nist import BOHR
 
 from deepks_es.cli import main
 from deepks_es.dataset import geometry_key
+from deepks_es.output import EV_PER_ANG_PER_AU, KCAL_PER_MOL_PER_HARTREE
 from deepks_es.store import LabelStore, import_labels
 from deepks_es.structures import read_frames
 
@@ -30,8 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT.parent / "shared" / "data" / "water" / "deepks_kit_ccsd_ccpvdz_clusters"
 LABELS = ROOT / "labels"
 OUT = LABELS / "ccsd_force_labels"
-HARTREE_TO_KCAL = 627.509474
-EV_PER_ANG_PER_AU = 27.211386245988 / 0.529177210903
 
 
 def ccsd_store(frames) -> Path:
@@ -84,8 +83,8 @@ def errors(store: Path, ref: dict) -> dict:
         df = np.concatenate([(r["forces"] - ref[geometry_key(r)]["forces"]).ravel() for r in rs])
         out[system] = {
             "frames": len(rs),
-            "e_mae": float(np.abs(de).mean() * HARTREE_TO_KCAL),
-            "rel_e_mae": float(np.abs(de - de.mean()).mean() * HARTREE_TO_KCAL),
+            "e_mae": float(np.abs(de).mean() * KCAL_PER_MOL_PER_HARTREE),
+            "rel_e_mae": float(np.abs(de - de.mean()).mean() * KCAL_PER_MOL_PER_HARTREE),
             "f_rmse": float(np.sqrt((df**2).mean()) * EV_PER_ANG_PER_AU),
         }
     return out
