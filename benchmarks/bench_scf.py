@@ -10,7 +10,7 @@ optionally both density-fitted. It times
 * the correction alone at the converged density: ``with_deepks.kernel(dm)`` (e_delta and v_delta, the
   per-cycle cost, ms per call) and ``with_deepks.grad(dm)`` (the explicit force term, ms),
 
-and prints the corrected/plain ratios. The model has the production architecture ("eigen": 108
+and prints the corrected/plain ratios. The model has the production architecture ("mlp": 108
 descriptors per atom, MLP 100-100-100) with small random non-zero weights (seed 0, N(0, 1e-3)), so that
 the correction is really evaluated and differentiated; since it may change the cycle count, both the
 total-time ratio and the per-cycle ratio are reported. Plain and corrected runs of a cluster are timed
@@ -52,9 +52,9 @@ CONV_TOL = 1e-10
 
 
 def benchmark_model(seed: int = 0, scale: float = 1e-3):
-    """Production-size "eigen" model for H and O with small random weights (non-zero e_delta)."""
+    """Production-size "mlp" model for H and O with small random weights (non-zero e_delta)."""
     torch.manual_seed(seed)
-    model = build_model("eigen", elements=[1, 8])
+    model = build_model("mlp", elements=[1, 8])
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, scale)

@@ -9,7 +9,7 @@ Every key, its default and meaning (paths are relative to the config file)::
     base: pbe.h5                 # train only: base store(s) (pbe, or deepks labelled with base_model)
     base_model: null             # train only: the model a deepks base store was labelled with
     init_model: null             # start from this checkpoint instead of a new model
-    model: {kind: eigen, hidden: [100, 100, 100], activation: silu}
+    model: {kind: mlp, descriptor: power_traces, hidden: [100, 100, 100], activation: silu}
     basis: cc-pVDZ
     xc: PBE                      # the base functional
     description: ""
@@ -30,6 +30,7 @@ Every key, its default and meaning (paths are relative to the config file)::
 from __future__ import annotations
 
 import copy
+import glob
 from pathlib import Path
 
 import yaml
@@ -44,7 +45,7 @@ DEFAULTS = {
     "base": None,
     "base_model": None,
     "init_model": None,
-    "model": {"kind": "eigen", "hidden": [100, 100, 100], "activation": "silu"},
+    "model": {"kind": "mlp", "descriptor": "power_traces", "hidden": [100, 100, 100], "activation": "silu"},
     "basis": "cc-pVDZ",
     "xc": "PBE",
     "description": "",
@@ -81,10 +82,10 @@ def _merge(defaults: dict, given: dict, where: str) -> dict:
 
 
 def _expand(root: Path, pattern: str, key: str) -> list:
-    """A path relative to the config folder; a pattern with * or ? is expanded (sorted)."""
+    """A path, absolute or relative to the config folder; a pattern with * or ? is expanded (sorted)."""
     if not any(ch in pattern for ch in "*?["):
         return [str((root / pattern).resolve())]
-    found = sorted(str(p.resolve()) for p in root.glob(pattern))
+    found = sorted(str(Path(p).resolve()) for p in glob.glob(str(root / pattern)))
     _check(bool(found), f"{key}: pattern {pattern} matches no file")
     return found
 
@@ -159,7 +160,13 @@ def load_config(path, command: str) -> dict:
     from .model import MODELS
 
     _check(
-        isinstance(cfg["model"], dict) and cfg["model"].get("kind", "eigen") in MODELS,
+        isinstance(cfg["model"], dict) and cfg["model"].get("kind", "mlp") in MODELS,
         f"model.kind must be one of {sorted(MODELS)}",
+    )
+    from .descriptor import DESCRIPTORS
+
+    _check(
+        cfg["model"].get("descriptor", DESCRIPTORS[0]) in DESCRIPTORS,
+        f"model.descriptor must be one of {', '.join(DESCRIPTORS)}",
     )
     return cfg

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .descriptor import make_descriptor
+from .descriptor import DESCRIPTORS, make_descriptor
 from .errors import DeePKSInputError
 from .projector import ProjectorBasis
 
@@ -49,14 +49,18 @@ class CorrectionModel(nn.Module):
     Attributes:
         elements: atomic numbers the model has parameters for.
         projector: the :class:`ProjectorBasis` its descriptors are built with.
+        descriptor: the block reduction, one of :data:`deepks_es.descriptor.DESCRIPTORS`.
         settings: ``{basis, xc, trained, description, sha256}``; filled by :func:`save_model` /
             :func:`load_model`, ``trained=False`` for a freshly built model.
     """
 
     kind = "base"
 
-    def __init__(self, elements, projector: dict | None = None):
+    def __init__(self, elements, projector: dict | None = None, descriptor: str = "power_traces"):
         super().__init__()
+        if descriptor not in DESCRIPTORS:
+            raise DeePKSInputError(f"model descriptor must be one of {', '.join(DESCRIPTORS)}, got {descriptor!r}")
+        self.descriptor = descriptor
         self.elements = [int(z) for z in elements]
         if len(set(self.elements)) != len(self.elements) or not self.elements:
             raise ValueError(f"elements must be distinct atomic numbers, got {elements}")
@@ -70,7 +74,7 @@ class CorrectionModel(nn.Module):
         """e_delta (Eh), shape (...), from projected density blocks, list over l of
         (..., natm, nrad, 2l+1, 2l+1); the one entry point of the SCF and of training. Models that read
         descriptors build them here (:func:`deepks_es.descriptor.make_descriptor`)."""
-        return self(make_descriptor(pdm), elem_index)
+        return self(make_descriptor(pdm, self.descriptor), elem_index)
 
     def element_index(self, numbers) -> torch.Tensor:
         """Map atomic numbers (natm,) to model element indices (natm,) int64.
@@ -92,9 +96,9 @@ class CorrectionModel(nn.Module):
         return torch.tensor([lookup[int(z)] for z in numbers], dtype=torch.long)
 
 
-@register_model("eigen")
-class EigenModel(CorrectionModel):
-    """Per-atom MLP on eigenvalue descriptors (DeePKS, Chen et al., JCTC 17, 170 (2021), Sec. 2.3).
+@register_model("mlp")
+class AtomMLPModel(CorrectionModel):
+    """Per-atom MLP on invariant descriptors (DeePKS, Chen et al., JCTC 17, 170 (2021), Sec. 2.3).
 
     e_atom = MLP([x, onehot(element)]) + w_element . x + e_shift[element],
     x = (descriptor - desc_shift[element]) / desc_scale[element],   e_delta = sum_atoms e_atom.
@@ -105,12 +109,13 @@ class EigenModel(CorrectionModel):
     Args:
         elements: atomic numbers, e.g. [1, 8].
         projector: :meth:`ProjectorBasis.to_dict` form; default :class:`ProjectorBasis()`.
+        descriptor: ``"power_traces"`` (smooth, default) or ``"eigenvalues"`` (deepks-kit's).
         hidden: hidden layer widths (deepks-kit's default is three layers of 100).
         activation: ``"silu"`` (smooth, default) or ``"tanh"``.
     """
 
-    def __init__(self, elements, projector=None, hidden=(100, 100, 100), activation="silu"):
-        super().__init__(elements, projector)
+    def __init__(self, elements, projector=None, descriptor="power_traces", hidden=(100, 100, 100), activation="silu"):
+        super().__init__(elements, projector, descriptor)
         self.hidden = [int(h) for h in hidden]
         self.activation = activation
         act = {"silu": nn.SiLU, "tanh": nn.Tanh}[activation]
@@ -132,6 +137,7 @@ class EigenModel(CorrectionModel):
         return {
             "elements": list(self.elements),
             "projector": self.projector.to_dict(),
+            "descriptor": self.descriptor,
             "hidden": list(self.hidden),
             "activation": self.activation,
         }
@@ -148,7 +154,7 @@ class EigenModel(CorrectionModel):
         return self.atom_energies(descriptor, elem_index).sum(-1)
 
 
-def build_model(kind: str = "eigen", **init_args) -> CorrectionModel:
+def build_model(kind: str = "mlp", **init_args) -> CorrectionModel:
     """A new (untrained) model of registered ``kind``.
 
     Raises:

@@ -109,7 +109,7 @@ class DeePKSCorrection(lib.StreamObject):
     def make_descriptor(self, dm) -> np.ndarray:
         """Descriptor (natm, ndesc) of density matrix ``dm``."""
         with torch.no_grad():
-            return make_descriptor([torch.from_numpy(p) for p in self.make_pdm(dm)]).numpy()
+            return make_descriptor([torch.from_numpy(p) for p in self.make_pdm(dm)], self.model.descriptor).numpy()
 
     def energy_and_gpdm(self, dm):
         """e_delta (Eh) and d e_delta / d pdm (list over l of (natm, nrad, 2l+1, 2l+1)) by autograd."""

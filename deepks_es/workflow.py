@@ -31,7 +31,7 @@ import numpy as np
 from .dataset import core_orbitals, geometry_key, load_frames, structure_keys
 from .errors import DeePKSInputError
 from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
-from .train import TrainOptions, train
+from .train import TrainOptions, kept_entry, train
 
 
 def _options(cfg: dict, seed: int, epochs: int | None = None, lr_scale: float = 1.0, prefit=None) -> TrainOptions:
@@ -68,7 +68,7 @@ def _new_model(cfg: dict, frames: list):
         return load_model(cfg["init_model"]), False
     elements = sorted({int(z) for f in frames for z in f.numbers})
     args = {k: v for k, v in cfg["model"].items() if k != "kind"}
-    return build_model(cfg["model"].get("kind", "eigen"), elements=elements, **args), True
+    return build_model(cfg["model"].get("kind", "mlp"), elements=elements, **args), True
 
 
 def _save(model, path: Path, cfg: dict, history: list, data: dict) -> str:
@@ -342,7 +342,7 @@ def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict
             rate, _ = convergence(all_records(check_store))
         log(f"iteration {k}: model {out.name}: SCF convergence on {len(check)} check frames {rate:.3f}")
         if rate >= float(it["min_convergence"]):
-            return {"model": str(out), "check_convergence": rate, "attempts": attempt + 1, "train": history[-1]}
+            return {"model": str(out), "check_convergence": rate, "attempts": attempt + 1, "train": kept_entry(history)}
         log(f"iteration {k}: below iterate.min_convergence {it['min_convergence']}; retraining gentler")
     raise DeePKSInputError(
         f"iteration {k}: no model passed the SCF convergence check after {it['retries']} retries; "

@@ -5,11 +5,13 @@ and permutations of the molecule, so the checks hold to round-off (1e-10) withou
 """
 
 import numpy as np
+import pytest
 import torch
 from conftest import random_model, water_mol
 from pyscf import dft, gto
 from scipy.spatial.transform import Rotation
 
+from deepks_es.descriptor import DESCRIPTORS, make_descriptor
 from deepks_es.scf import DeePKSCorrection
 
 
@@ -26,9 +28,10 @@ def _moved(mol, coords=None, order=None):
     return gto.M(atom=atoms, unit="Bohr", basis=mol.basis, verbose=0)
 
 
-def test_rotation_invariance():
+@pytest.mark.parametrize("kind", DESCRIPTORS)
+def test_rotation_invariance(kind):
     mol = water_mol("6PR")  # BEGDB hexamer prism, a real 3D cluster
-    model = random_model()
+    model = random_model(descriptor=kind)
     corr = DeePKSCorrection(mol, model)
     desc = corr.make_descriptor(_minao(mol))
     e_delta = corr.kernel(_minao(mol))[0]
@@ -41,9 +44,10 @@ def test_rotation_invariance():
         assert abs(rcorr.kernel(_minao(rmol))[0] - e_delta) < 1e-10
 
 
-def test_permutation_invariance():
+@pytest.mark.parametrize("kind", DESCRIPTORS)
+def test_permutation_invariance(kind):
     mol = water_mol("6PR")
-    model = random_model(seed=3)
+    model = random_model(seed=3, descriptor=kind)
     corr = DeePKSCorrection(mol, model)
     desc = corr.make_descriptor(_minao(mol))
     e_delta = corr.kernel(_minao(mol))[0]
@@ -55,12 +59,47 @@ def test_permutation_invariance():
     assert abs(pcorr.kernel(_minao(pmol))[0] - e_delta) < 1e-10
 
 
-def test_descriptor_shape_and_monomer_values(monomer):
-    """108 eigenvalues per atom; a projected density is positive semi-definite, so none is negative."""
-    desc = DeePKSCorrection(monomer, random_model()).make_descriptor(_minao(monomer))
+@pytest.mark.parametrize("kind", DESCRIPTORS)
+def test_descriptor_shape_and_monomer_values(monomer, kind):
+    """108 values per atom; a projected density is positive semi-definite, so neither its eigenvalues nor
+    the traces of its powers are negative."""
+    desc = DeePKSCorrection(monomer, random_model(descriptor=kind)).make_descriptor(_minao(monomer))
     assert desc.shape == (3, 108)
     assert desc.min() > -1e-12
-    assert desc[0].max() > 0.1  # the O 1s region holds about 2 electrons: a large s-shell eigenvalue
+    assert desc[0].max() > 0.1  # the O 1s region holds about 2 electrons: a large s-shell value
+
+
+def test_power_traces_are_power_sums_of_eigenvalues(monomer):
+    pdm = [torch.from_numpy(p) for p in DeePKSCorrection(monomer, random_model()).make_pdm(_minao(monomer))]
+    traces = make_descriptor(pdm, "power_traces")
+    sums = torch.cat(
+        [
+            (torch.linalg.eigvalsh(p)[..., None, :] ** torch.arange(1, 2 * l + 2)[:, None]).sum(-1).flatten(-2)
+            for l, p in enumerate(pdm)
+        ],
+        dim=-1,
+    )
+    np.testing.assert_allclose(traces.numpy(), sums.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def _block_gradient(kind: str, split: float) -> np.ndarray:
+    """d f / d P of a fixed non-symmetric function f of the descriptor of one p block whose two lower
+    eigenvalues are 0.5 +- split (rotated out of the diagonal)."""
+    rot = torch.from_numpy(Rotation.from_rotvec([0.3, -0.7, 0.4]).as_matrix())
+    block = rot @ torch.diag(torch.tensor([0.5 + split, 0.5 - split, 1.0], dtype=torch.float64)) @ rot.T
+    block.requires_grad_(True)
+    pdm = [torch.eye(1, dtype=torch.float64)[None, None], block[None, None]]
+    desc = make_descriptor(pdm, kind)[0]
+    f = (desc * torch.linspace(0.3, 1.7, len(desc), dtype=torch.float64)).sin().sum()
+    return torch.autograd.grad(f, block)[0].numpy()
+
+
+def test_power_trace_gradient_is_continuous_across_degeneracy():
+    """The reason for the default (descriptor module docstring): when two eigenvalues of a block pass each
+    other, the gradient of a function of sorted eigenvalues jumps, that of the power traces does not."""
+    for kind, continuous in (("power_traces", True), ("eigenvalues", False)):
+        jump = np.abs(_block_gradient(kind, 1e-7) - _block_gradient(kind, -1e-7)).max()
+        assert (jump < 1e-5) == continuous, (kind, jump)
 
 
 def test_model_is_float64_and_batched():

@@ -11,7 +11,7 @@ from deepks_es.structures import Frame, frame_to_mol
 
 
 def test_registry_and_unknown_kind():
-    assert "eigen" in MODELS
+    assert "mlp" in MODELS
     with pytest.raises(DeePKSInputError, match="unknown model kind 'nope'"):
         build_model("nope")
 
@@ -56,7 +56,7 @@ def test_default_model_ships_and_says_untrained():
     model = load_model()
     assert default_model_path().is_file()
     assert model.settings["basis"] == "cc-pVDZ" and model.settings["xc"] == "PBE"
-    assert model.kind == "eigen" and model.projector.nproj == 108
+    assert model.kind == "mlp" and model.projector.nproj == 108
 
 
 def test_model_for_another_basis_is_refused(tmp_path):

@@ -23,7 +23,7 @@ def test_zero_model_reproduces_plain_pbe(dimer):
     plain = _plain(dimer)
     e_plain = plain.kernel()
     g_plain = plain.nuc_grad_method().kernel()
-    mf = attach(_plain(dimer), build_model("eigen", elements=[1, 8]))
+    mf = attach(_plain(dimer), build_model("mlp", elements=[1, 8]))
     e = mf.kernel()
     g = mf.nuc_grad_method().kernel()
     assert mf.converged and plain.converged

@@ -276,3 +276,20 @@ def test_eval_writes_table_and_plots(tmp_path, small_targets, capsys):
     assert result["rows"]["DeePKS"]["energy_mae_kcal"] != result["rows"]["PBE"]["energy_mae_kcal"]
     for name in ("parity_forces.png", "parity_orbitals.png", "energy_errors.png", "dos.png"):
         assert (out / name).stat().st_size > 1000
+
+
+def test_training_keeps_the_best_logged_weights(stores):
+    """With a step size that makes the loss jump, the model left behind is the logged epoch of lowest loss,
+    not the last one."""
+    from deepks_es.train import TrainOptions, evaluate, train
+
+    frames, _ = load_frames(stores["pbe"], stores["hse06"])
+    model = random_model(seed=5, scale=0.02)
+    weights = {"energy": 1.0, "force": 1.0}
+    opts = TrainOptions(epochs=12, lr=0.05, lr_final=0.05, batch_size=1, weights=weights, checkpoint_every=1)
+    history = train(model, frames, [], opts, log=lambda s: None, progress=False)
+    losses = [e["train"]["loss"] for e in history]
+    assert losses[-1] > min(losses)  # the loss did jump: the check below is not trivially the last epoch
+    assert [e["epoch"] for e in history if e["kept"]] == [history[int(np.argmin(losses))]["epoch"]]
+    now = evaluate(model, make_batches(frames, 1), weights, n_virt=1)["loss"]
+    assert now == pytest.approx(min(losses), rel=1e-12)
