@@ -15,7 +15,8 @@ k = 0 .. N, in ``workdir/iter.kk/``:
                 frames (from base.h5), the training losses
 
 A step whose output exists is not redone, and training resumes from its checkpoint: a killed run resumes
-where it stopped. The last model is copied to ``workdir/model.pt``.
+where it stopped, and raising ``iterate.iterations`` continues a finished run (its final SCF pass becomes
+the next iteration's base). The last model is copied to ``workdir/model.pt``.
 """
 
 from __future__ import annotations
@@ -279,8 +280,9 @@ def run_iterate(cfg: dict, log=print, progress=True) -> Path:
         d = workdir / f"iter.{k:02d}"
         d.mkdir(exist_ok=True)
         report_path = d / "report.json"
-        if report_path.is_file():
-            report = json.loads(report_path.read_text())
+        # done before, unless it was the final pass of a run with fewer iterations (then it trains now)
+        report = json.loads(report_path.read_text()) if report_path.is_file() else None
+        if report is not None and (k == n or report.get("model")):
             model_path = Path(report["model"]) if report.get("model") else model_path
             log(f"iteration {k}: done before (convergence {report['convergence']:.3f})")
             continue

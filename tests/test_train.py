@@ -198,6 +198,13 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
     assert main(["iterate", str(cfg), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert out.count("done before") == 3
+    # one more iteration continues the finished run: its final SCF pass becomes iteration 2's base
+    cfg.write_text(cfg.read_text().replace("iterations: 2", "iterations: 3"))
+    assert main(["iterate", str(cfg), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("done before") == 2
+    assert json.loads((run / "iter.02" / "report.json").read_text())["model"].endswith("iter.02/model.pt")
+    assert (run / "iter.03" / "report.json").is_file()
 
 
 def test_train_seeds_make_a_committee(tmp_path, small_targets):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model (data/default_model.pt) and its README tables. Resumable: every
 # step writes to label stores under labels/ (git-ignored) and skips what is done; rerun after a kill.
-# Cost on 2 cores: ~1 h of HSE06 labels, ~40 min of iterate, ~30 min of evaluation.
+# Cost on 2 cores: ~1 h of HSE06 labels, ~1 h of iterate, ~40 min of evaluation.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
@@ -16,8 +16,11 @@ deepks-es label $K/train.n1 $K/train.n2 $K/train.n3 $W/begdb_water_clusters_kapl
 # 2. iterate: PBE SCF -> train -> SCF with the model (config: data/train/pbe_hse06_water.yaml)
 deepks-es iterate data/train/pbe_hse06_water.yaml --no-progress
 cp labels/default_model/model.pt data/default_model.pt
-# 3. held-out evaluation (BEGDB clusters, labelled with HSE06 in step 1) -> README table and plots
-deepks-es eval data/default_model.pt labels/hse06_ccpvdz_df.h5 --frames $W/begdb_water_clusters_kaplan2024/clusters \
+# 3. held-out evaluation (BEGDB clusters n = 2-6, 8S4, 10PP1, labelled with HSE06 in step 1) -> README
+#    table and plots; SCF convergence on the neutral WATER27 clusters, (H2O)1-20 (energies)
+deepks-es eval data/default_model.pt labels/hse06_ccpvdz_df.h5 --frames $(cat data/train/heldout_begdb.txt) \
   --out labels/eval_begdb --no-progress
+deepks-es label $W/water27_gmtkn55_kaplan2024/neutral/H2O*.xyz --method deepks --model data/default_model.pt \
+  --store labels/water27_deepks.h5 --no-progress
 # 4. energy-only intermediate force labels (CCSD/cc-pVDZ energies of deepks-kit n1-n3)
 python data/train/energy_only_force_labels.py
