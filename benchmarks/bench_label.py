@@ -43,7 +43,7 @@ DEFAULT_FRAMES = [SHARED / f"{name}.xyz" for name in ("6PR", "6CA", "6BK1", "6BA
 
 
 def production_model(path: Path) -> Path:
-    """Eigen model (108 descriptors, 100-100-100) with small random weights, saved for the workers."""
+    """Production-size ``mlp`` model (108 descriptors, 100-100-100) with small random weights, saved for the workers."""
     torch.manual_seed(0)
     model = build_model("mlp", elements=[1, 8])
     with torch.no_grad():

@@ -70,11 +70,16 @@ class CorrectionModel(nn.Module):
     def init_args(self) -> dict:
         raise NotImplementedError
 
+    def make_descriptor(self, pdm: list) -> torch.Tensor:
+        """This model's descriptor (..., natm, ndesc) of projected density blocks, list over l of
+        (..., natm, nrad, 2l+1, 2l+1) (:func:`deepks_es.descriptor.make_descriptor`)."""
+        return make_descriptor(pdm, self.descriptor)
+
     def energy_from_pdm(self, pdm: list, elem_index: torch.Tensor) -> torch.Tensor:
         """e_delta (Eh), shape (...), from projected density blocks, list over l of
         (..., natm, nrad, 2l+1, 2l+1); the one entry point of the SCF and of training. Models that read
-        descriptors build them here (:func:`deepks_es.descriptor.make_descriptor`)."""
-        return self(make_descriptor(pdm, self.descriptor), elem_index)
+        descriptors build them here (:meth:`make_descriptor`)."""
+        return self(self.make_descriptor(pdm), elem_index)
 
     def element_index(self, numbers) -> torch.Tensor:
         """Map atomic numbers (natm,) to model element indices (natm,) int64.

@@ -20,7 +20,6 @@ from pyscf import lib
 from pyscf.lib import logger
 
 from . import kernels
-from .descriptor import make_descriptor
 from .errors import DeePKSInputError
 from .model import CorrectionModel
 from .projector import ao_atom, ipovlp_proj, make_proj_mol, ovlp_proj
@@ -109,7 +108,7 @@ class DeePKSCorrection(lib.StreamObject):
     def make_descriptor(self, dm) -> np.ndarray:
         """Descriptor (natm, ndesc) of density matrix ``dm``."""
         with torch.no_grad():
-            return make_descriptor([torch.from_numpy(p) for p in self.make_pdm(dm)], self.model.descriptor).numpy()
+            return self.model.make_descriptor([torch.from_numpy(p) for p in self.make_pdm(dm)]).numpy()
 
     def energy_and_gpdm(self, dm):
         """e_delta (Eh) and d e_delta / d pdm (list over l of (natm, nrad, 2l+1, 2l+1)) by autograd."""

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from .dataset import make_batches, predict
-from .descriptor import make_descriptor
 from .losses import TERMS, frame_losses, homo_lumo_gap, total_loss
 from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
 
@@ -61,7 +60,7 @@ class TrainOptions:
 
 
 def _descriptors(model, batches) -> list:
-    return [make_descriptor(b.pdm, model.descriptor).detach() for b in batches]
+    return [model.make_descriptor(b.pdm).detach() for b in batches]
 
 
 @torch.no_grad()

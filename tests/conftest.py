@@ -22,7 +22,7 @@ def water_mol(name: str, basis: str = "cc-pVDZ"):
 
 
 def random_model(seed: int = 0, scale: float = 0.01, **kwargs):
-    """A production-architecture eigen model (H, O) with small random weights: a non-zero correction."""
+    """A production-architecture ``mlp`` model (H, O) with small random weights: a non-zero correction."""
     model = build_model("mlp", elements=[1, 8], **kwargs)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
