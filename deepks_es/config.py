@@ -157,16 +157,17 @@ def load_config(path, command: str) -> dict:
         "seeds must be a non-empty list of integers",
     )
     _check(isinstance(scf["workers"], int) and scf["workers"] >= 1, "scf.workers must be >= 1")
-    from .model import MODELS
+    from .model import MODELS, build_model
 
     _check(
         isinstance(cfg["model"], dict) and cfg["model"].get("kind", "mlp") in MODELS,
         f"model.kind must be one of {sorted(MODELS)}",
     )
-    from .descriptor import DESCRIPTORS
-
-    _check(
-        cfg["model"].get("descriptor", DESCRIPTORS[0]) in DESCRIPTORS,
-        f"model.descriptor must be one of {', '.join(DESCRIPTORS)}",
-    )
+    args = {k: v for k, v in cfg["model"].items() if k != "kind"}
+    try:  # the model's own checks (descriptor, hidden, projector, ...), on a throw-away instance
+        build_model(cfg["model"].get("kind", "mlp"), elements=[1], **args)
+    except DeePKSInputError as exc:
+        raise DeePKSInputError(f"config: model: {exc}") from None
+    except TypeError as exc:
+        raise DeePKSInputError(f"config: model: {exc}; see the model arguments in README.md") from None
     return cfg

@@ -51,11 +51,12 @@ MAX_CACHED_INTEGRAL_BYTES = 16 * 2**20
 
 
 def frame_integrals(mol, projector) -> dict:
-    """AO-projector integrals of one molecule: ``ovlp_proj`` (list over l of (nao, natm, nrad, 2l+1)),
-    ``ipovlp`` (list over l of (3, nao, natm, nrad, 2l+1), bohr^-1) and ``ip_ao`` (3, nao, nao)
-    <nabla r|s>, bohr^-1."""
+    """AO-projector integrals of one molecule: ``ovlp_proj`` and ``ipovlp`` (block groups of ``projector``,
+    :func:`deepks_es.projector.ovlp_proj`, :func:`~deepks_es.projector.ipovlp_proj`), ``ip_ao`` (3, nao, nao)
+    <nabla r|s>, bohr^-1, and the ``projector`` itself."""
     pmol = make_proj_mol(mol, projector)
     return {
+        "projector": projector,
         "ovlp_proj": ovlp_proj(mol, projector, pmol),
         "ipovlp": ipovlp_proj(mol, projector, pmol),
         "ip_ao": mol.intor("int1e_ipovlp", comp=3),
@@ -155,10 +156,14 @@ def grad_delta(gpdm: list, v_delta, dm, ovlp_proj: list, ipovlp: list, ip_ao, ao
     return kernels.make_de_delta(gpdm, dm, ovlp_proj, ipovlp, ao_atom) + de_pulay
 
 
-def _model_terms(model, mol, dm, c, ip, ip_ao, ao_atom):
-    """e_delta, v_delta and grad_delta of ``model`` at ``dm`` (numpy), for taking a correction out."""
+def _model_terms(model, mol, dm, integrals: dict, ao_atom):
+    """e_delta, v_delta and grad_delta of ``model`` at ``dm`` (numpy), for taking a correction out;
+    ``integrals`` (:func:`frame_integrals`) are recomputed when they are for another projector."""
     from .scf import DeePKSCorrection
 
+    if integrals["projector"] != model.projector:
+        integrals = frame_integrals(mol, model.projector)
+    c, ip, ip_ao = integrals["ovlp_proj"], integrals["ipovlp"], integrals["ip_ao"]
     corr = DeePKSCorrection(mol, model)
     e_delta, gpdm = corr.energy_and_gpdm(dm)
     v_delta = kernels.make_v_delta(gpdm, c)
@@ -172,7 +177,7 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
         base: store record of ``pbe`` or ``deepks`` (with ``base_model``), forces and matrices saved.
         target: store record of the reference method.
         basis: the AO basis of the base record.
-        projector: the model's :class:`~deepks_es.projector.ProjectorBasis`.
+        projector: the :class:`~deepks_es.projector.ProjectorBasis` of the model to be trained.
         base_model: the correction model the base record was computed with (None for plain PBE).
 
     Raises:
@@ -185,12 +190,11 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
     frame = frame_from_record(base)
     mol = frame_to_mol(frame, basis)
     integrals = frame_integrals(mol, projector)
-    c, ip, ip_ao = integrals["ovlp_proj"], integrals["ipovlp"], integrals["ip_ao"]
     atoms = ao_atom(mol)
     dm = np.asarray(base["dm"])
     e_base, fock_base, f_rest = base["e_tot"], np.asarray(base["fock"]), np.asarray(base["forces"])
     if base_model is not None:
-        e_delta, v_delta, de = _model_terms(base_model, mol, dm, c, ip, ip_ao, atoms)
+        e_delta, v_delta, de = _model_terms(base_model, mol, dm, integrals, atoms)
         e_base, fock_base, f_rest = e_base - e_delta, fock_base - v_delta, f_rest + de
     s_val, s_vec = np.linalg.eigh(np.asarray(base["ovlp"]))
     keep = ("e_tot", "forces", "mo_energy", "fock", "mo_coeff")
@@ -213,7 +217,7 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
     )
 
 
-def load_frames(base_store, target_stores, base_model=None, keys=None) -> tuple[list, list]:
+def load_frames(base_store, target_stores, base_model=None, keys=None, projector=None) -> tuple[list, list]:
     """Training frames from a base store and target store(s) (records paired by structure).
 
     Args:
@@ -222,6 +226,8 @@ def load_frames(base_store, target_stores, base_model=None, keys=None) -> tuple[
         base_model: the model the base store was labelled with (its SHA-256 must match the store's), or None
             for a ``pbe`` base store.
         keys: optional set of :func:`geometry_key` values to keep.
+        projector: :class:`~deepks_es.projector.ProjectorBasis` of the model to be trained; default the base
+            model's, or :class:`ProjectorBasis()` for a pbe base.
 
     Returns:
         (frames, skipped): :class:`FrameData` list sorted by (source, name), and the names of base records
@@ -239,13 +245,13 @@ def load_frames(base_store, target_stores, base_model=None, keys=None) -> tuple[
     frames, skipped = [], []
     for store in base_store if isinstance(base_store, (list, tuple)) else [base_store]:
         store = store if isinstance(store, LabelStore) else LabelStore(store)
-        f, s = _pair_base(store, targets, base_model, keys)
+        f, s = _pair_base(store, targets, base_model, keys, projector)
         frames += f
         skipped += s
     return frames, skipped
 
 
-def _pair_base(base_store: LabelStore, targets: dict, base_model, keys) -> tuple[list, list]:
+def _pair_base(base_store: LabelStore, targets: dict, base_model, keys, projector) -> tuple[list, list]:
     """:func:`load_frames` for one base store against target records by geometry key."""
     meta = base_store.metadata
     if meta["method"] not in ("pbe", "deepks"):
@@ -257,7 +263,8 @@ def _pair_base(base_store: LabelStore, targets: dict, base_model, keys) -> tuple
             )
     elif base_model is not None:
         raise DeePKSInputError(f"base store {base_store.path} is a plain pbe store; pass no base model")
-    projector = base_model.projector if base_model is not None else ProjectorBasis()
+    if projector is None:
+        projector = base_model.projector if base_model is not None else ProjectorBasis()
     frames, skipped = [], []
     for rec in base_store.records(matrices=True):
         if keys is not None and geometry_key(rec) not in keys:

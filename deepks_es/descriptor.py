@@ -1,4 +1,4 @@
-"""Invariant descriptors from projected density matrix blocks.
+"""What the models read: invariant descriptors of projected density blocks, and the irreps of full blocks.
 
 Each atom a has one (2l+1) x (2l+1) projected density block P = pdm[l][a, n] per radial shell n and
 angular momentum l. Two rotation-invariant reductions of a block are offered (``DESCRIPTORS``):
@@ -22,10 +22,15 @@ model").
 Both are invariant under rotations (each block transforms as R_l P R_l^T) and permutations of atoms (the
 descriptor permutes with the atoms). Order: l = 0 shells, then l = 1, then l = 2; inside one l, radial
 shell n major, then the eigenvalue index (ascending) or the power k.
+
+:class:`PdmIrreps` instead decomposes each atom's *full* projected density matrix (``blocks="atom"``: all
+shells l <= lmax, all radial pairs, couplings included) into irreducible representations of O(3) for the
+equivariant model (see its docstring for the irreps and their count).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 DESCRIPTORS = ("power_traces", "eigenvalues")
@@ -59,3 +64,109 @@ def make_descriptor(pdm: list, kind: str = "power_traces") -> torch.Tensor:
         raise ValueError(f"descriptor kind must be one of {DESCRIPTORS}, got {kind!r}")
     reduce = torch.linalg.eigvalsh if kind == "eigenvalues" else _power_traces
     return torch.cat([reduce(p).flatten(-2) for p in pdm], dim=-1)
+
+
+def pyscf_to_e3nn(l: int) -> np.ndarray:
+    """Orthogonal (2l+1, 2l+1) U with Y_pyscf(r) = Y_e3nn(r) @ U for PySCF's real spherical harmonics (order
+    of ``mol.eval_gto('GTOval_sph')``) and e3nn's; a PySCF block P transforms to U P U^T in e3nn's basis.
+
+    Fitted by least squares on 64 fixed points of the unit sphere (exact to round-off: both sets span the
+    same 2l+1 functions), so no convention of either code is assumed.
+    """
+    from e3nn import o3
+    from pyscf import gto
+
+    points = np.random.default_rng(0).standard_normal((64, 3))
+    points /= np.linalg.norm(points, axis=1)[:, None]
+    mol = gto.M(atom=[["H", (0, 0, 0)]], basis={"H": [[l, [1.0, 1.0]]]}, spin=1, verbose=0)
+    y_pyscf = mol.eval_gto("GTOval_sph", points)
+    y_e3nn = o3.spherical_harmonics(l, torch.from_numpy(points), normalize=True, normalization="component")
+    fit = np.linalg.lstsq(y_e3nn.numpy(), y_pyscf, rcond=None)[0]
+    return fit / np.sqrt(np.mean(np.sum(fit**2, axis=0)))
+
+
+class PdmIrreps(torch.nn.Module):
+    """Full per-atom projected density blocks -> O(3) irreps features (e3nn layout), a linear isometry.
+
+        Input: the single block group of ``blocks="atom"``, (..., natm, 1, nproj, nproj), projectors in the
+        order (l, n, m), m in PySCF's real-harmonic order. Every sub-block B of shells (l1, n1), (l2, n2)
+        transforms as D_l1 B D_l2^T under a rotation and by (-1)^(l1+l2) under inversion, so it splits
+        into irreps l3 = |l1-l2| .. l1+l2 of parity (-1)^(l1+l2) by the Wigner 3j symbols (e3nn's basis):
+
+            x_l3[k] = sqrt(2 l3 + 1) sum_ij (U_l1 B U_l2^T)_ij w3j(l1, l2, l3)_ijk
+
+        Blocks are symmetric (B(l2 n2, l1 n1) = B(l1 n1, l2 n2)^T), so only pairs (l1, n1) <= (l2, n2) are
+        kept, and a diagonal sub-block (l1 n1 = l2 n2) gives only the symmetric irreps (l3 even). The map
+        keeps norms: sum over features of x^2 equals the squared norm of the upper triangle (diagonal
+        sub-blocks once), the features are the block in an orthonormal basis. The block is symmetrised first, so
+    that d(features)/d(block) is symmetric as :func:`deepks_es.kernels.make_v_delta` assumes. For the default projector (12
+        radial functions, lmax 2) ``irreps_out`` is
+        234x0e+288x1o+132x1e+144x2o+300x2e+144x3o+66x3e+78x4e, dim 5886 = 108 * 109 / 2.
+
+        Attributes:
+            irreps_out: e3nn ``Irreps`` of the features (sorted, multiplicities merged).
+    """
+
+    def __init__(self, projector):
+        from e3nn import o3
+
+        super().__init__()
+        self.nrad, self.lmax = projector.nrad, projector.lmax
+        u = [pyscf_to_e3nn(l) for l in range(self.lmax + 1)]
+        self.pairs = []  # (l1, l2, [(l3, parity, n1 <= n2 only)])
+        chunks = {}  # (l3, parity) -> list of (pair index, l3 slot, multiplicity)
+        for l1 in range(self.lmax + 1):
+            for l2 in range(l1, self.lmax + 1):
+                parity = (-1) ** (l1 + l2)
+                cols, outs = [], []
+                for l3 in range(l2 - l1, l1 + l2 + 1):
+                    w3j = o3.wigner_3j(l1, l2, l3, dtype=torch.float64).numpy()
+                    cols.append(np.sqrt(2 * l3 + 1) * np.einsum("ia,jb,ijk->abk", u[l1], u[l2], w3j))
+                    outs.append((l3, parity))
+                self.register_buffer(f"w_{l1}{l2}", torch.from_numpy(np.concatenate(cols, axis=-1)), persistent=False)
+                self.pairs.append((l1, l2, outs))
+        self.register_buffer("triu", torch.triu_indices(self.nrad, self.nrad), persistent=False)
+        self.register_buffer("strict", torch.triu_indices(self.nrad, self.nrad, offset=1), persistent=False)
+        for l1, l2, outs in self.pairs:
+            for l3, parity in outs:
+                chunks.setdefault((l3, parity), []).append((l1, l2, l3))
+        order = sorted(chunks, key=lambda ir: o3.Irrep(ir[0], ir[1]))
+        self.order = [(ir, chunks[ir]) for ir in order]
+        self.irreps_out = o3.Irreps([(sum(self._mul(*c) for c in chunks[ir]), ir) for ir in order])
+
+    def _mul(self, l1, l2, l3) -> int:
+        n = self.nrad
+        if l1 != l2:
+            return n * n
+        return n * (n + 1) // 2 if l3 % 2 == 0 else n * (n - 1) // 2
+
+    def forward(self, pdm: list) -> torch.Tensor:
+        """Features (..., natm, irreps_out.dim) of ``pdm`` = [(..., natm, 1, nproj, nproj)].
+
+        Raises:
+            ValueError: for blocks that are not the full per-atom ones of this projector.
+        """
+        (p,) = pdm
+        nproj = self.nrad * (self.lmax + 1) ** 2
+        if p.shape[-3:] != (1, nproj, nproj):
+            raise ValueError(
+                f"PdmIrreps needs full per-atom blocks (..., natm, 1, {nproj}, {nproj}), got {tuple(p.shape)}"
+            )
+        p = (p[..., 0, :, :] + p[..., 0, :, :].transpose(-1, -2)) / 2
+        start = [self.nrad * l * l for l in range(self.lmax + 2)]
+        parts = {}
+        for l1, l2, outs in self.pairs:
+            sub = p[..., start[l1] : start[l1 + 1], start[l2] : start[l2 + 1]]
+            sub = sub.unflatten(-1, (self.nrad, 2 * l2 + 1)).unflatten(-3, (self.nrad, 2 * l1 + 1))
+            sub = sub.movedim(-3, -2)  # (..., natm, n1, n2, m1, m2)
+            x = torch.einsum("...ij,ijk->...k", sub, getattr(self, f"w_{l1}{l2}"))  # (..., natm, n1, n2, k)
+            k0 = 0
+            for l3, _ in outs:
+                xl = x[..., k0 : k0 + 2 * l3 + 1]
+                k0 += 2 * l3 + 1
+                if l1 == l2:
+                    idx = self.triu if l3 % 2 == 0 else self.strict
+                    xl = xl[..., idx[0], idx[1], :]
+                parts[(l1, l2, l3)] = xl.flatten(-3, -2) if l1 != l2 else xl
+        out = [torch.cat([parts[c] for c in chunk], dim=-2).flatten(-2) for _, chunk in self.order]
+        return torch.cat(out, dim=-1)

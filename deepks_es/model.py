@@ -15,6 +15,7 @@ Checkpoint (torch.save of plain Python types and tensors only, loaded with ``wei
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -27,6 +28,10 @@ from .descriptor import DESCRIPTORS, make_descriptor
 from .errors import DeePKSInputError
 from .projector import ProjectorBasis
 
+#: input scales are floored at this fraction of the element's largest one: a smaller floor (1e-3 was
+#: tried) lets near-empty projector channels amplify density changes 1e4-fold, and the stiff correction
+#: then keeps DIIS and Newton from converging (seen as a 4-cycle on a training dimer)
+SCALE_FLOOR = 0.1
 FORMAT = "deepks-es-model"
 FORMAT_VERSION = 1
 MODELS: dict = {}
@@ -44,41 +49,69 @@ def register_model(name: str):
 
 
 class CorrectionModel(nn.Module):
-    """Base of all correction models: element bookkeeping, projector and metadata.
+    """Base of all correction models: element bookkeeping, projector, input statistics and metadata.
+
+    A model reads the projected density blocks of its projector's ``blocks`` layout (class attribute
+    ``blocks``: ``"shell"`` or ``"atom"``, :mod:`deepks_es.projector`), turns them into per-atom input
+    features with :meth:`make_descriptor`, standardises them per element with the buffers ``desc_shift``
+    and ``desc_scale`` (set from training data by :meth:`input_stats`, see :func:`deepks_es.train.prefit`)
+    and maps them to e_delta in ``forward``.
 
     Attributes:
         elements: atomic numbers the model has parameters for.
-        projector: the :class:`ProjectorBasis` its descriptors are built with.
-        descriptor: the block reduction, one of :data:`deepks_es.descriptor.DESCRIPTORS`.
+        projector: the :class:`ProjectorBasis` its blocks are built with.
         settings: ``{basis, xc, trained, description, sha256}``; filled by :func:`save_model` /
             :func:`load_model`, ``trained=False`` for a freshly built model.
     """
 
     kind = "base"
+    blocks = "shell"
 
-    def __init__(self, elements, projector: dict | None = None, descriptor: str = "power_traces"):
+    def __init__(self, elements, projector: dict | None = None):
         super().__init__()
-        if descriptor not in DESCRIPTORS:
-            raise DeePKSInputError(f"model descriptor must be one of {', '.join(DESCRIPTORS)}, got {descriptor!r}")
-        self.descriptor = descriptor
         self.elements = [int(z) for z in elements]
         if len(set(self.elements)) != len(self.elements) or not self.elements:
             raise ValueError(f"elements must be distinct atomic numbers, got {elements}")
-        self.projector = ProjectorBasis() if projector is None else ProjectorBasis.from_dict(projector)
+        self.projector = self.make_projector(projector)
         self.settings = {"basis": None, "xc": None, "trained": False, "description": "", "sha256": None}
+
+    @classmethod
+    def make_projector(cls, projector: dict | None = None) -> ProjectorBasis:
+        """The :class:`ProjectorBasis` of ``projector`` (:meth:`ProjectorBasis.to_dict` form, None for the
+        default) with this model's ``blocks``.
+
+        Raises:
+            DeePKSInputError: for an invalid projector.
+        """
+        try:
+            basis = ProjectorBasis() if projector is None else ProjectorBasis.from_dict(projector)
+        except ValueError as exc:
+            raise DeePKSInputError(f"model projector: {exc}") from None
+        return dataclasses.replace(basis, blocks=cls.blocks)
+
+    def _init_input_stats(self, ndesc: int) -> None:
+        nelem = len(self.elements)
+        self.register_buffer("desc_shift", torch.zeros(nelem, ndesc, dtype=torch.float64))
+        self.register_buffer("desc_scale", torch.ones(nelem, ndesc, dtype=torch.float64))
 
     def init_args(self) -> dict:
         raise NotImplementedError
 
     def make_descriptor(self, pdm: list) -> torch.Tensor:
-        """This model's descriptor (..., natm, ndesc) of projected density blocks, list over l of
-        (..., natm, nrad, 2l+1, 2l+1) (:func:`deepks_es.descriptor.make_descriptor`)."""
-        return make_descriptor(pdm, self.descriptor)
+        """Per-atom input features (..., natm, ndesc) of projected density blocks (block groups of
+        ``self.projector``, with leading batch dimensions)."""
+        raise NotImplementedError
+
+    def input_stats(self, x: torch.Tensor) -> tuple:
+        """(shift, scale), each (ndesc,), standardising the features x (natoms, ndesc) of one element:
+        mean and standard deviation, the scale floored at ``SCALE_FLOOR`` of the largest (near-empty
+        projector blocks have features ~1e-15 that must not be amplified)."""
+        std = x.std(0) if len(x) > 1 else torch.ones(x.shape[-1], dtype=x.dtype)
+        return x.mean(0), torch.clamp(std, min=SCALE_FLOOR * float(std.max()) + 1e-12)
 
     def energy_from_pdm(self, pdm: list, elem_index: torch.Tensor) -> torch.Tensor:
-        """e_delta (Eh), shape (...), from projected density blocks, list over l of
-        (..., natm, nrad, 2l+1, 2l+1); the one entry point of the SCF and of training. Models that read
-        descriptors build them here (:meth:`make_descriptor`)."""
+        """e_delta (Eh), shape (...), from projected density blocks (block groups of ``self.projector``,
+        with leading batch dimensions); the one entry point of the SCF and of training."""
         return self(self.make_descriptor(pdm), elem_index)
 
     def element_index(self, numbers) -> torch.Tensor:
@@ -114,19 +147,27 @@ class AtomMLPModel(CorrectionModel):
     Args:
         elements: atomic numbers, e.g. [1, 8].
         projector: :meth:`ProjectorBasis.to_dict` form; default :class:`ProjectorBasis()`.
-        descriptor: ``"power_traces"`` (smooth, default) or ``"eigenvalues"`` (deepks-kit's).
+        descriptor: ``"power_traces"`` (smooth, default) or ``"eigenvalues"`` (deepks-kit's), one of
+            :data:`deepks_es.descriptor.DESCRIPTORS`.
         hidden: hidden layer widths (deepks-kit's default is three layers of 100).
         activation: ``"silu"`` (smooth, default) or ``"tanh"``.
+
+    Raises:
+        DeePKSInputError: for an unknown descriptor or activation.
     """
 
     def __init__(self, elements, projector=None, descriptor="power_traces", hidden=(100, 100, 100), activation="silu"):
-        super().__init__(elements, projector, descriptor)
+        super().__init__(elements, projector)
+        if descriptor not in DESCRIPTORS:
+            raise DeePKSInputError(f"model descriptor must be one of {', '.join(DESCRIPTORS)}, got {descriptor!r}")
+        if activation not in ("silu", "tanh"):
+            raise DeePKSInputError(f"model activation must be 'silu' or 'tanh', got {activation!r}")
+        self.descriptor = descriptor
         self.hidden = [int(h) for h in hidden]
         self.activation = activation
         act = {"silu": nn.SiLU, "tanh": nn.Tanh}[activation]
         nelem, ndesc = len(self.elements), self.projector.nproj
-        self.register_buffer("desc_shift", torch.zeros(nelem, ndesc, dtype=torch.float64))
-        self.register_buffer("desc_scale", torch.ones(nelem, ndesc, dtype=torch.float64))
+        self._init_input_stats(ndesc)
         self.e_shift = nn.Parameter(torch.zeros(nelem, dtype=torch.float64))
         self.linear = nn.Parameter(torch.zeros(nelem, ndesc, dtype=torch.float64))
         layers, width = [], ndesc + nelem
@@ -147,6 +188,11 @@ class AtomMLPModel(CorrectionModel):
             "activation": self.activation,
         }
 
+    def make_descriptor(self, pdm: list) -> torch.Tensor:
+        """Invariant descriptor (..., natm, nproj) of the shell blocks, list over l of
+        (..., natm, nrad, 2l+1, 2l+1) (:func:`deepks_es.descriptor.make_descriptor`)."""
+        return make_descriptor(pdm, self.descriptor)
+
     def atom_energies(self, descriptor: torch.Tensor, elem_index: torch.Tensor) -> torch.Tensor:
         """Atomic energies (Eh): descriptor (..., natm, ndesc), elem_index (natm,) -> (..., natm)."""
         x = (descriptor - self.desc_shift[elem_index]) / self.desc_scale[elem_index]
@@ -156,6 +202,124 @@ class AtomMLPModel(CorrectionModel):
 
     def forward(self, descriptor: torch.Tensor, elem_index: torch.Tensor) -> torch.Tensor:
         """e_delta (Eh): descriptor (..., natm, ndesc), elem_index (natm,) -> (...)."""
+        return self.atom_energies(descriptor, elem_index).sum(-1)
+
+
+#: hidden irreps of the default e3 model: every irrep type the full blocks have, l <= 4, both parities
+E3_HIDDEN = "32x0e+16x1o+16x1e+8x2o+16x2e+8x3o+8x3e+8x4e"
+
+
+@register_model("e3")
+class E3Model(CorrectionModel):
+    """Equivariant per-atom model on the full projected density matrix (e3nn), an invariant e_delta.
+
+    Input: each atom's full nproj x nproj projected density block (``blocks="atom"``: all shells l <= 2,
+    all radial pairs, couplings between shells and angular channels included), decomposed into O(3)
+    irreps by :class:`deepks_es.descriptor.PdmIrreps` (234x0e+288x1o+132x1e+144x2o+300x2e+144x3o+66x3e
+    +78x4e, dim 5886 for the default projector) and standardised per element and channel (scalars: mean
+    and standard deviation; l > 0: shift 0, root mean square over the channel, so the scaling commutes
+    with rotations). Network (e3nn, Geiger & Smidt, arXiv 2207.09453)::
+
+        h_0     = Linear_element(x)                                  (x (x) onehot(element), all paths)
+        h_k+1   = h_k + Gate(TensorSquare(h_k)),  k < layers         (SiLU on scalars, sigmoid gates)
+        e_atom  = Linear_element(h_layers)[0e] + e_shift[element],   e_delta = sum_atoms e_atom
+
+    The tensor square couples channels of every l into invariants (without it the l > 0 features could
+    not reach the energy); the gates are the nonlinearity that keeps equivariance. Only scalars reach the
+    energy, so e_delta is invariant under rotations, inversion and atom permutations, and v_delta =
+    d e_delta / d dm is covariant. Atoms do not exchange messages: every atom sees only its own projected
+    density (which already feels its neighbours through the density matrix), like the ``mlp`` model.
+    The read-out starts at zero, so a new model gives e_delta = 0 exactly.
+
+    Args:
+        elements: atomic numbers, e.g. [1, 8].
+        projector: :meth:`ProjectorBasis.to_dict` form; ``blocks`` is set to ``"atom"``.
+        hidden: e3nn irreps string of the hidden features (needs at least one 0e); default
+            :data:`E3_HIDDEN`.
+        layers: gated tensor-square blocks.
+
+    Raises:
+        DeePKSInputError: for invalid hidden irreps or layers.
+    """
+
+    blocks = "atom"
+
+    def __init__(self, elements, projector=None, hidden=E3_HIDDEN, layers=2):
+        from e3nn import nn as enn
+        from e3nn import o3
+
+        from .descriptor import PdmIrreps
+
+        super().__init__(elements, projector)
+        try:
+            irreps_hidden = o3.Irreps(hidden).sort().irreps.simplify()
+        except (ValueError, AssertionError) as exc:
+            raise DeePKSInputError(f"model hidden must be an e3nn irreps string like {E3_HIDDEN!r} ({exc})") from None
+        scalars = o3.Irreps([(m, ir) for m, ir in irreps_hidden if ir.l == 0])
+        gated = o3.Irreps([(m, ir) for m, ir in irreps_hidden if ir.l > 0])
+        if scalars != o3.Irreps(f"{scalars.num_irreps}x0e") or scalars.num_irreps == 0:
+            raise DeePKSInputError(f"model hidden needs scalars 0e only (at least one), got {hidden!r}")
+        if int(layers) != layers or layers < 0:
+            raise DeePKSInputError(f"model layers must be a non-negative integer, got {layers!r}")
+        self.hidden, self.layers = str(irreps_hidden), int(layers)
+        self.irreps = PdmIrreps(self.projector)
+        self._init_input_stats(self.irreps.irreps_out.dim)
+        onehot = o3.Irreps(f"{len(self.elements)}x0e")
+        self.embed = o3.FullyConnectedTensorProduct(self.irreps.irreps_out, onehot, irreps_hidden)
+        self.squares = nn.ModuleList()
+        self.gates = nn.ModuleList()
+        for _ in range(self.layers):
+            gate = enn.Gate(scalars, [nn.functional.silu], f"{gated.num_irreps}x0e", [torch.sigmoid], gated)
+            self.gates.append(gate)
+            self.squares.append(o3.TensorSquare(irreps_hidden, gate.irreps_in))
+        self.readout = o3.FullyConnectedTensorProduct(irreps_hidden, onehot, "1x0e")
+        self.to(torch.float64)
+        with torch.no_grad():
+            self.readout.weight.zero_()
+        self.e_shift = nn.Parameter(torch.zeros(len(self.elements), dtype=torch.float64))
+        self._scalar_mask = self._irrep_mask(lambda ir: ir.l == 0)
+
+    def _irrep_mask(self, keep) -> torch.Tensor:
+        mask = [keep(ir) for mul, ir in self.irreps.irreps_out for _ in range(mul * ir.dim)]
+        return torch.tensor(mask)
+
+    def init_args(self) -> dict:
+        return {
+            "elements": list(self.elements),
+            "projector": self.projector.to_dict(),
+            "hidden": self.hidden,
+            "layers": self.layers,
+        }
+
+    def make_descriptor(self, pdm: list) -> torch.Tensor:
+        """Irreps features (..., natm, 5886) of the full blocks [(..., natm, 1, nproj, nproj)]
+        (:class:`deepks_es.descriptor.PdmIrreps`); equivariant, not invariant."""
+        return self.irreps(pdm)
+
+    def input_stats(self, x: torch.Tensor) -> tuple:
+        """(shift, scale) of features x (natoms, ndesc) of one element: scalars as the base class; every
+        l > 0 channel shift 0 and scale its root mean square over atoms and components (one factor per
+        channel keeps rotations), all floored at ``SCALE_FLOOR`` of the largest scale."""
+        shift = torch.where(self._scalar_mask, x.mean(0), torch.zeros_like(x[0]))
+        scale = []
+        for (mul, ir), sl in zip(self.irreps.irreps_out, self.irreps.irreps_out.slices()):
+            xs = x[:, sl].reshape(len(x), mul, ir.dim)
+            s = xs.std(0)[:, 0] if ir.l == 0 and len(x) > 1 else xs.pow(2).mean((0, 2)).sqrt()
+            scale.append(s[:, None].expand(mul, ir.dim).reshape(-1))
+        scale = torch.cat(scale)
+        return shift, torch.clamp(scale, min=SCALE_FLOOR * float(scale.max()) + 1e-12)
+
+    def atom_energies(self, descriptor: torch.Tensor, elem_index: torch.Tensor) -> torch.Tensor:
+        """Atomic energies (Eh): features (..., natm, ndesc), elem_index (natm,) -> (..., natm)."""
+        x = (descriptor - self.desc_shift[elem_index]) / self.desc_scale[elem_index]
+        onehot = nn.functional.one_hot(elem_index, len(self.elements)).to(x).expand(*x.shape[:-1], -1)
+        h = self.embed(x, onehot)
+        for tp, gate in zip(self.squares, self.gates):
+            h = h + gate(tp(h))
+        return self.readout(h, onehot).squeeze(-1) + self.e_shift[elem_index]
+
+    def forward(self, descriptor: torch.Tensor, elem_index: torch.Tensor) -> torch.Tensor:
+        """e_delta (Eh): features (..., natm, ndesc), elem_index (natm,) -> (...)."""
         return self.atom_energies(descriptor, elem_index).sum(-1)
 
 

@@ -10,8 +10,14 @@ and their eigenvalues are the descriptor (:mod:`deepks_es.descriptor`).
 
 Einsum alphabet: r,s AO; a,b atom; n radial shell; m,M magnetic number; x Cartesian.
 
-Layout: overlaps are kept per angular momentum, ``ovlp_proj[l]`` of shape (nao, natm, nrad, 2l+1), so that
-every (atom, radial shell) block of one l is handled by one batched contraction.
+Layout (``ProjectorBasis.blocks``): the overlaps are a list of *block groups*; every kernel handles one group
+with one batched contraction, and the projected density keeps exactly the blocks of the groups:
+
+* ``"shell"`` (default): one group per l, ``ovlp_proj[l]`` of shape (nao, natm, nrad, 2l+1); the blocks are
+  (2l+1) x (2l+1), one per atom, l and radial shell (what the invariant descriptors read);
+* ``"atom"``: one group, ``ovlp_proj[0]`` of shape (nao, natm, 1, nproj) with the projectors of one atom in
+  the order (l, n, m); the blocks are the full nproj x nproj projected density of each atom, couplings
+  between radial shells and angular channels included (what the equivariant model reads).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pyscf import gto
 # (deepks/utils.py, default "proj_basis"; DeePKS paper, Sec. 2.2: l = 0, 1, 2, 108 descriptors per atom).
 DEFAULT_EXPONENT_POWERS = (17, 13, 10, 7, 5, 3, 2, 1, 0, -1, -2, -3)
 DEFAULT_EXPONENTS = tuple(float(1.5**k) for k in DEFAULT_EXPONENT_POWERS)
+BLOCKS = ("shell", "atom")
 
 
 @dataclass(frozen=True)
@@ -39,14 +46,16 @@ class ProjectorBasis:
         exponents: Gaussian exponents zeta_n in bohr^-2, tightest first.
         lmax: largest angular momentum (default 2: s, p, d).
         contraction: ``"difference"`` (default, above) or ``"primitive"`` (one Gaussian per radial function).
+        blocks: ``"shell"`` or ``"atom"``, the blocks of the projected density kept (module docstring).
 
     Raises:
-        ValueError: on an empty or non-positive exponent list, lmax < 0, or an unknown contraction.
+        ValueError: on an empty or non-positive exponent list, lmax < 0, an unknown contraction or blocks.
     """
 
     exponents: tuple = DEFAULT_EXPONENTS
     lmax: int = 2
     contraction: str = "difference"
+    blocks: str = "shell"
 
     def __post_init__(self):
         exps = tuple(float(e) for e in self.exponents)
@@ -57,6 +66,8 @@ class ProjectorBasis:
             raise ValueError(f"projector lmax must be a non-negative integer, got {self.lmax}")
         if self.contraction not in ("difference", "primitive"):
             raise ValueError(f"projector contraction must be 'difference' or 'primitive', got {self.contraction!r}")
+        if self.blocks not in BLOCKS:
+            raise ValueError(f"projector blocks must be one of {BLOCKS}, got {self.blocks!r}")
 
     @property
     def nrad(self) -> int:
@@ -69,12 +80,27 @@ class ProjectorBasis:
         return self.nrad * (self.lmax + 1) ** 2
 
     def to_dict(self) -> dict:
-        """Plain-Python form stored in model checkpoints."""
-        return {"exponents": list(self.exponents), "lmax": int(self.lmax), "contraction": self.contraction}
+        """Plain-Python form stored in model checkpoints (``blocks`` only when not the default, so that
+        checkpoints written before it existed keep their hash)."""
+        d = {"exponents": list(self.exponents), "lmax": int(self.lmax), "contraction": self.contraction}
+        return d if self.blocks == "shell" else {**d, "blocks": self.blocks}
 
     @classmethod
     def from_dict(cls, d: dict) -> ProjectorBasis:
-        return cls(exponents=tuple(d["exponents"]), lmax=int(d["lmax"]), contraction=d["contraction"])
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: for missing or invalid entries.
+        """
+        try:
+            return cls(
+                exponents=tuple(d["exponents"]),
+                lmax=int(d["lmax"]),
+                contraction=d["contraction"],
+                blocks=d.get("blocks", "shell"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"projector needs exponents, lmax and contraction ({exc})") from None
 
     def pyscf_shells(self) -> list:
         """PySCF basis list: one generally contracted shell per l with ``nrad`` contracted functions."""
@@ -107,9 +133,12 @@ def make_proj_mol(mol: gto.Mole, projector: ProjectorBasis) -> gto.Mole:
 
 
 def _split_by_l(mat: np.ndarray, natm: int, projector: ProjectorBasis) -> list:
-    """(..., natm * nproj) in PySCF order -> list over l of (..., natm, nrad, 2l+1), C-contiguous."""
+    """(..., natm * nproj) in PySCF order -> the block groups of ``projector.blocks``, C-contiguous: list over
+    l of (..., natm, nrad, 2l+1) or [(..., natm, 1, nproj)]."""
     lead = mat.shape[:-1]
     mat = mat.reshape(*lead, natm, projector.nproj)
+    if projector.blocks == "atom":
+        return [np.ascontiguousarray(mat[..., None, :])]
     out, p0 = [], 0
     for l in range(projector.lmax + 1):
         p1 = p0 + projector.nrad * (2 * l + 1)
@@ -123,7 +152,8 @@ def ovlp_proj(mol: gto.Mole, projector: ProjectorBasis, pmol: gto.Mole | None = 
     """Overlaps <r|alpha^a_{nlm}> between the AOs of ``mol`` and the projectors.
 
     Returns:
-        list over l = 0..lmax of arrays of shape (nao, natm, nrad, 2l+1), dimensionless.
+        block groups (module docstring): list over l = 0..lmax of arrays of shape (nao, natm, nrad, 2l+1), or
+        [(nao, natm, 1, nproj)] for ``blocks="atom"``; dimensionless.
     """
     pmol = make_proj_mol(mol, projector) if pmol is None else pmol
     return _split_by_l(gto.intor_cross("int1e_ovlp", mol, pmol), mol.natm, projector)
@@ -136,7 +166,7 @@ def ipovlp_proj(mol: gto.Mole, projector: ProjectorBasis, pmol: gto.Mole | None 
     the projector centre a it is ``+ipovlp`` (translational invariance of a two-centre overlap).
 
     Returns:
-        list over l of arrays of shape (3, nao, natm, nrad, 2l+1), bohr^-1.
+        block groups as :func:`ovlp_proj` with a leading 3: (3, nao, natm, nrad, 2l+1) per l, bohr^-1.
     """
     pmol = make_proj_mol(mol, projector) if pmol is None else pmol
     return _split_by_l(gto.intor_cross("int1e_ipovlp", mol, pmol), mol.natm, projector)

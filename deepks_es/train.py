@@ -22,13 +22,9 @@ import numpy as np
 import torch
 
 from .dataset import make_batches, predict
+from .errors import DeePKSInputError
 from .losses import TERMS, frame_losses, homo_lumo_gap, total_loss
 from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
-
-#: descriptor scales are floored at this fraction of the element's largest one: a smaller floor
-#: (1e-3 was tried) lets near-empty projector channels amplify density changes 1e4-fold, and the stiff
-#: correction then keeps DIIS and Newton from converging (seen as a 4-cycle on a training dimer)
-SCALE_FLOOR = 0.1
 
 
 @dataclass
@@ -59,31 +55,23 @@ class TrainOptions:
     checkpoint_every: int = 50
 
 
-def _descriptors(model, batches) -> list:
-    return [model.make_descriptor(b.pdm).detach() for b in batches]
-
-
 @torch.no_grad()
 def prefit(model, batches) -> None:
-    """Set the per-element descriptor shift and scale and the per-element energy shift from the data.
+    """Set the per-element input shift and scale and the per-element energy shift from the data.
 
-    The scale is the descriptor's standard deviation over the training atoms, floored at ``SCALE_FLOOR``
-    of the element's largest one (near-empty projector blocks have eigenvalues ~1e-15 that must not be
-    amplified).
+    The input statistics are the model's (:meth:`~deepks_es.model.CorrectionModel.input_stats`) over the
+    training atoms of each element.
     ``e_shift`` is the least-squares (minimum-norm) fit of target - base energies on the element counts;
     the linear term and the network stay zero, so v_delta starts at zero (a descriptor-linear prefit on a
     few hundred frames gives large coefficients and a v_delta that spoils the first SCF).
     """
-    desc = _descriptors(model, batches)
-    nelem, ndesc = len(model.elements), model.projector.nproj
+    desc = [model.make_descriptor(b.pdm) for b in batches]
+    nelem = len(model.elements)
     for e in range(nelem):
-        rows = [d[:, model.element_index(b.numbers) == e].reshape(-1, ndesc) for d, b in zip(desc, batches)]
+        rows = [d[:, model.element_index(b.numbers) == e].reshape(-1, d.shape[-1]) for d, b in zip(desc, batches)]
         x = torch.cat(rows)
-        if len(x) == 0:
-            continue
-        std = x.std(0) if len(x) > 1 else torch.ones(ndesc, dtype=x.dtype)
-        model.desc_shift[e] = x.mean(0)
-        model.desc_scale[e] = torch.clamp(std, min=SCALE_FLOOR * float(std.max()) + 1e-12)
+        if len(x):
+            model.desc_shift[e], model.desc_scale[e] = model.input_stats(x)
     counts = torch.stack(
         [
             torch.nn.functional.one_hot(model.element_index(b.numbers), nelem).sum(0).to(torch.float64)
@@ -166,6 +154,12 @@ def train(model, train_frames, valid_frames, opts: TrainOptions, checkpoint=None
     """
     from tqdm import tqdm
 
+    mismatch = [f.name for f in train_frames + valid_frames if f.projector != model.projector]
+    if mismatch:
+        raise DeePKSInputError(
+            f"frames {', '.join(mismatch[:3])} were built for another projector than the model's "
+            f"({model.projector}); load them with load_frames(..., projector=model.projector)"
+        )
     weights = {t: float(opts.weights.get(t, 0.0)) for t in TERMS}
     terms = [t for t in TERMS if weights[t] > 0]
     torch.manual_seed(opts.seed)

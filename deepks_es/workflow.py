@@ -100,8 +100,17 @@ def _plain_config(cfg: dict) -> dict:
     return out
 
 
-def _load(cfg, base, base_model, keys, log):
-    frames, skipped = load_frames(base, cfg["target"], base_model=base_model, keys=keys)
+def _training_projector(cfg: dict):
+    """The projector of the model a config trains: the init model's, or that of a new ``cfg['model']``."""
+    from .model import MODELS, load_model
+
+    if cfg["init_model"]:
+        return load_model(cfg["init_model"]).projector
+    return MODELS[cfg["model"].get("kind", "mlp")].make_projector(cfg["model"].get("projector"))
+
+
+def _load(cfg, base, base_model, keys, log, projector):
+    frames, skipped = load_frames(base, cfg["target"], base_model=base_model, keys=keys, projector=projector)
     if skipped:
         log(f"{len(skipped)} base frames have no converged target label and are left out: {', '.join(skipped[:5])}")
     if not frames:
@@ -121,7 +130,7 @@ def run_train(cfg: dict, seeds=None, log=print, progress=True) -> list:
     workdir.mkdir(parents=True, exist_ok=True)
     base_model = load_model(cfg["base_model"]) if cfg["base_model"] else None
     keys = structure_keys(cfg["frames"]) if cfg["frames"] else None
-    frames = _load(cfg, cfg["base"], base_model, keys, log)
+    frames = _load(cfg, cfg["base"], base_model, keys, log, _training_projector(cfg))
     train_frames, valid_frames = split(frames, float(cfg["train"]["valid_fraction"]))
     log(f"{len(train_frames)} training and {len(valid_frames)} validation frames")
     seeds = list(seeds or cfg["seeds"])
@@ -319,7 +328,9 @@ def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict
 
     it = cfg["iterate"]
     base_model = load_model(model_path) if model_path else None
-    frames = _load(cfg, base, base_model, None, log)
+    # the model trained here warm-starts from the base model, or is new
+    projector = base_model.projector if base_model is not None else _training_projector(cfg)
+    frames = _load(cfg, base, base_model, None, log, projector)
     train_frames, valid_frames = split(frames, float(cfg["train"]["valid_fraction"]))
     epochs = it["epochs"][k] if k < len(it["epochs"]) else cfg["train"]["epochs"]
     seed = int(cfg["seeds"][0])

@@ -2,7 +2,9 @@
 
 Einsum alphabet: r,s AO; a,b atom; n radial shell; m,M magnetic number; x Cartesian.
 
-Inputs shared by all kernels (see :mod:`deepks_es.projector`):
+Inputs shared by all kernels (see :mod:`deepks_es.projector`), lists of block groups, one per l for
+``blocks="shell"`` (shapes below) or a single group with nrad -> 1, 2l+1 -> nproj for ``blocks="atom"``
+(the full per-atom block); the kernels do not distinguish the two:
     dm         (nao, nao)                      AO density matrix (both spins), symmetric
     ovlp_proj  list over l of (nao, natm, nrad, 2l+1)      <r|alpha^a_{nlm}>
     ipovlp     list over l of (3, nao, natm, nrad, 2l+1)   <nabla r|alpha^a_{nlm}>

@@ -21,13 +21,24 @@ def water_mol(name: str, basis: str = "cc-pVDZ"):
     return frame_to_mol(read_frames([WATER / f"{name}.xyz"])[0], basis)
 
 
-def random_model(seed: int = 0, scale: float = 0.01, **kwargs):
-    """A production-architecture ``mlp`` model (H, O) with small random weights: a non-zero correction."""
-    model = build_model("mlp", elements=[1, 8], **kwargs)
+#: model kinds every physics test runs on
+KINDS = ("mlp", "e3")
+
+
+def random_model(seed: int = 0, scale: float = 0.01, kind: str = "mlp", **kwargs):
+    """A production-architecture model (H, O) of ``kind`` with small random weights: a non-zero correction.
+
+    ``mlp``: every weight N(0, scale^2). ``e3``: e3nn's own initialisation (its layers normalise their
+    paths, weights of order 1 are their scale) with the zero-initialised read-out drawn N(0, (10 scale)^2)
+    and e_shift N(0, scale^2), which gives a v_delta of the same size as the mlp's (~4e-3 Eh).
+    """
+    torch.manual_seed(seed)
+    model = build_model(kind, elements=[1, 8], **kwargs)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
+        for name, p in model.named_parameters():
+            if kind == "mlp" or name in ("e_shift", "readout.weight"):
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale * (10 if "readout" in name else 1))
     return model
 
 

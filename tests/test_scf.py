@@ -3,7 +3,7 @@ forces = finite differences of the corrected energy, undo, density fitting, the 
 
 import numpy as np
 import pytest
-from conftest import fd_gradient, random_model, random_symmetric
+from conftest import KINDS, fd_gradient, random_model, random_symmetric
 from pyscf import dft
 
 from deepks_es import attach, build_model, run_scf
@@ -18,12 +18,13 @@ def _plain(mol, **kw):
     return mf
 
 
-def test_zero_model_reproduces_plain_pbe(dimer):
+@pytest.mark.parametrize("kind", KINDS)
+def test_zero_model_reproduces_plain_pbe(dimer, kind):
     """An untrained model (e_delta = 0) gives PySCF's PBE energy to 1e-8 Eh and gradient to 1e-7 Eh/bohr."""
     plain = _plain(dimer)
     e_plain = plain.kernel()
     g_plain = plain.nuc_grad_method().kernel()
-    mf = attach(_plain(dimer), build_model("mlp", elements=[1, 8]))
+    mf = attach(_plain(dimer), build_model(kind, elements=[1, 8]))
     e = mf.kernel()
     g = mf.nuc_grad_method().kernel()
     assert mf.converged and plain.converged
@@ -32,14 +33,15 @@ def test_zero_model_reproduces_plain_pbe(dimer):
     np.testing.assert_allclose(g, g_plain, atol=1e-7, rtol=0)
 
 
-def test_v_delta_is_derivative_of_e_delta(dimer):
+@pytest.mark.parametrize("kind", KINDS)
+def test_v_delta_is_derivative_of_e_delta(dimer, kind):
     """Tr(v_delta X) vs central differences of e_delta at the corrected-SCF density.
 
     Near-empty projector blocks (tight p/d projectors on H) have near-degenerate eigenvalues, so e_delta
     has a large curvature along generic directions: a random X needs h = 1e-7 (FD error measured ~1e-9),
     while the physical direction towards another density converges already at h = 1e-4 (~1e-11).
     """
-    mf = attach(_plain(dimer), random_model())
+    mf = attach(_plain(dimer), random_model(kind=kind))
     mf.kernel()
     dm = mf.make_rdm1()
     e0, v_delta = mf.with_deepks.kernel(dm)
@@ -53,11 +55,12 @@ def test_v_delta_is_derivative_of_e_delta(dimer):
         assert abs(fd - np.sum(v_delta * x)) < 1e-8
 
 
-def test_forces_match_finite_differences(dimer):
+@pytest.mark.parametrize("kind", KINDS)
+def test_forces_match_finite_differences(dimer, kind):
     """Analytic gradient of the corrected SCF energy vs central differences (h = 1e-3 bohr), water dimer,
     random non-zero model; tolerance 1e-5 Eh/bohr. The DFT grid response is included: without it plain
     PySCF PBE itself misses the finite differences by ~1.4e-5 Eh/bohr on this dimer (measured)."""
-    model = random_model()
+    model = random_model(kind=kind)
 
     def make(mol):
         mf = attach(_plain(mol, conv_tol=1e-12), model)

@@ -115,13 +115,13 @@ def test_pbe_base_has_no_correction(stores):
         np.testing.assert_array_equal(f.f_rest, records[f.name]["forces"])
 
 
-@pytest.mark.parametrize("skip_core", [False, True])
+@pytest.mark.parametrize("kind, skip_core", [("mlp", False), ("mlp", True), ("e3", False)])
 @pytest.mark.parametrize("term", TERMS)
-def test_loss_gradient_finite_difference(stores, term, skip_core):
+def test_loss_gradient_finite_difference(stores, term, kind, skip_core):
     """d loss / d theta along a random parameter direction vs central differences (h = 1e-5)."""
-    frames, _ = load_frames(stores["pbe"], stores["hse06"])
+    model = random_model(seed=5, scale=0.05, kind=kind)
+    frames, _ = load_frames(stores["pbe"], stores["hse06"], projector=model.projector)
     batches = make_batches(frames, 4)
-    model = random_model(seed=5, scale=0.05)
     params = list(model.parameters())
     gen = torch.Generator().manual_seed(7)
     direction = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
@@ -205,6 +205,44 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
     assert out.count("done before") == 2
     assert json.loads((run / "iter.02" / "report.json").read_text())["model"].endswith("iter.02/model.pt")
     assert (run / "iter.03" / "report.json").is_file()
+
+
+def test_iterate_train_and_scf_with_the_e3_model(tmp_path, small_targets):
+    """deepks-es iterate with ``model: {kind: e3}`` (base SCF, prefit, training, SCF check with the model,
+    final SCF pass), then deepks-es scf --model on a water cluster: the e3 model works everywhere the
+    mlp does, through the CLI."""
+    from test_label import DATA
+
+    from deepks_es import load_model
+    from deepks_es.cli import main
+
+    cfg = _write_config(
+        tmp_path / "it.yaml",
+        workdir="run",
+        target=str(small_targets),
+        frames=[str(DATA)],
+        basis="sto-3g",
+        model={"kind": "e3", "hidden": "8x0e+4x1o+4x1e+4x2e", "layers": 1},
+        losses={"energy": 1.0, "force": 1.0, "eigenvector": 0.1},
+        train={"epochs": 20, "lr": 3e-3, "batch_size": 6, "valid_fraction": 0.2, "checkpoint_every": 5},
+        iterate={"iterations": 1, "epochs": [20], "check_sample": 2},
+        scf={"threads_per_worker": 1},
+    )
+    assert main(["iterate", str(cfg), "--no-progress"]) == 0
+    run = tmp_path / "run"
+    model = load_model(run / "model.pt")
+    assert model.kind == "e3" and model.projector.blocks == "atom" and model.settings["trained"]
+    history = model.settings["training"]["history"]
+    assert history[-1]["train"]["loss"] < 0.8 * history[0]["train"]["loss"]
+    reports = [json.loads((run / f"iter.{k:02d}" / "report.json").read_text()) for k in range(2)]
+    assert [r["convergence"] for r in reports] == [1.0, 1.0]
+    assert reports[1]["scf_errors"]["force_rmse_ev_ang"] < reports[0]["scf_errors"]["force_rmse_ev_ang"]
+    out = tmp_path / "scf.json"
+    assert (
+        main(["scf", str(WATER / "6PR.xyz"), "--model", str(run / "model.pt"), "--forces", "--output", str(out)]) == 0
+    )
+    record = json.loads(out.read_text())  # one structure: one object
+    assert record["converged"] and record["e_delta"] != 0
 
 
 def test_train_seeds_make_a_committee(tmp_path, small_targets):
