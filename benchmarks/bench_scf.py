@@ -18,13 +18,15 @@ back to back, alternating which goes first; each time is the minimum over ``--re
 1 and 2 waters, 1 above), and the ratio of the medians is printed too. Single runs scatter by several %
 on a 2-core machine, so the correction's own share of the SCF and gradient time is reported as well.
 ``--torch-threads`` sets torch's intra-op threads (the correction itself runs its tiny tensors on one
-torch thread; on busy cores two threads made them ~50x slower). Target (issue "Benchmark"): both
+torch thread; on busy cores two threads made them ~50x slower). ``--model`` times a trained checkpoint
+instead (the e3 model, the shipped default). Target (issue "Benchmark"): both
 ratios <= 1.05 for (H2O)8.
 
 Run (the sizes 6..20 take many minutes)::
 
     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_scf.py --sizes 1 2 6 8 10 20
     python benchmarks/bench_scf.py --sizes 1 2 --density-fit --output bench.json
+    python benchmarks/bench_scf.py --sizes 1 2 6 8 --model labels/e3_model/model.pt
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import numpy as np
 import pyscf
 import torch
 
-from deepks_es import build_model
+from deepks_es import build_model, load_model
 from deepks_es.calc import build_scf
 from deepks_es.structures import frame_to_mol, read_frames
 
@@ -208,6 +210,12 @@ def main(argv=None):
         default=None,
         help="torch.set_num_threads for the correction (default: torch's own choice)",
     )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a trained checkpoint to time instead (e.g. the e3 model); default: random production-size mlp",
+    )
     parser.add_argument("--output", type=Path, default=None, help="save the raw table as JSON")
     args = parser.parse_args(argv)
     if args.torch_threads is not None:
@@ -216,7 +224,8 @@ def main(argv=None):
     info = machine_info()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
     print(f"basis {BASIS}, PBE, grids level 3, conv_tol {CONV_TOL:g}, density fitting {args.density_fit}\n")
-    model = benchmark_model()
+    model = benchmark_model() if args.model is None else load_model(args.model)
+    print(f"model: {model.kind}" + (f" {args.model}" if args.model else " (random weights)"))
     time_config(frame_to_mol(read_frames([WATER_DIR / CLUSTERS[1]])[0], BASIS), model, args.density_fit)  # warm-up
 
     print(markdown_row(h for h, _ in COLUMNS))
@@ -229,9 +238,8 @@ def main(argv=None):
     if not all(r["converged_plain"] and r["converged_corr"] for r in rows):
         print("WARNING: some SCF did not converge")
     if args.output is not None:
-        args.output.write_text(
-            json.dumps({"machine": info, "args": vars(args) | {"output": str(args.output)}, "rows": rows}, indent=1)
-        )
+        paths = {"output": str(args.output), "model": args.model and str(args.model)}
+        args.output.write_text(json.dumps({"machine": info, "args": vars(args) | paths, "rows": rows}, indent=1))
         print(f"raw table written to {args.output}")
 
 

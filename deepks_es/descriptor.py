@@ -88,23 +88,23 @@ def pyscf_to_e3nn(l: int) -> np.ndarray:
 class PdmIrreps(torch.nn.Module):
     """Full per-atom projected density blocks -> O(3) irreps features (e3nn layout), a linear isometry.
 
-        Input: the single block group of ``blocks="atom"``, (..., natm, 1, nproj, nproj), projectors in the
-        order (l, n, m), m in PySCF's real-harmonic order. Every sub-block B of shells (l1, n1), (l2, n2)
-        transforms as D_l1 B D_l2^T under a rotation and by (-1)^(l1+l2) under inversion, so it splits
-        into irreps l3 = |l1-l2| .. l1+l2 of parity (-1)^(l1+l2) by the Wigner 3j symbols (e3nn's basis):
+    Input: the single block group of ``blocks="atom"``, (..., natm, 1, nproj, nproj), projectors in the
+    order (l, n, m), m in PySCF's real-harmonic order. Every sub-block B of shells (l1, n1), (l2, n2)
+    transforms as D_l1 B D_l2^T under a rotation and by (-1)^(l1+l2) under inversion, so it splits
+    into irreps l3 = |l1-l2| .. l1+l2 of parity (-1)^(l1+l2) by the Wigner 3j symbols (e3nn's basis):
 
-            x_l3[k] = sqrt(2 l3 + 1) sum_ij (U_l1 B U_l2^T)_ij w3j(l1, l2, l3)_ijk
+        x_l3[k] = sqrt(2 l3 + 1) sum_ij (U_l1 B U_l2^T)_ij w3j(l1, l2, l3)_ijk
 
-        Blocks are symmetric (B(l2 n2, l1 n1) = B(l1 n1, l2 n2)^T), so only pairs (l1, n1) <= (l2, n2) are
-        kept, and a diagonal sub-block (l1 n1 = l2 n2) gives only the symmetric irreps (l3 even). The map
-        keeps norms: sum over features of x^2 equals the squared norm of the upper triangle (diagonal
-        sub-blocks once), the features are the block in an orthonormal basis. The block is symmetrised first, so
-    that d(features)/d(block) is symmetric as :func:`deepks_es.kernels.make_v_delta` assumes. For the default projector (12
-        radial functions, lmax 2) ``irreps_out`` is
-        234x0e+288x1o+132x1e+144x2o+300x2e+144x3o+66x3e+78x4e, dim 5886 = 108 * 109 / 2.
+    Blocks are symmetric (B(l2 n2, l1 n1) = B(l1 n1, l2 n2)^T), so only pairs (l1, n1) <= (l2, n2) are
+    kept, and a diagonal sub-block (l1 n1 = l2 n2) gives only the symmetric irreps (l3 even). The map
+    keeps norms: sum over features of x^2 equals the squared norm of the upper triangle (diagonal
+    sub-blocks once), the features are the block in an orthonormal basis. The block is symmetrised first,
+    so that d(features)/d(block) is symmetric as :func:`deepks_es.kernels.make_v_delta` assumes. For the
+    default projector (12 radial functions, lmax 2) ``irreps_out`` is
+    234x0e+288x1o+132x1e+144x2o+300x2e+144x3o+66x3e+78x4e, dim 5886 = 108 * 109 / 2.
 
-        Attributes:
-            irreps_out: e3nn ``Irreps`` of the features (sorted, multiplicities merged).
+    Attributes:
+        irreps_out: e3nn ``Irreps`` of the features (sorted, multiplicities merged).
     """
 
     def __init__(self, projector):

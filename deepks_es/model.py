@@ -206,7 +206,7 @@ class AtomMLPModel(CorrectionModel):
 
 
 #: hidden irreps of the default e3 model: every irrep type the full blocks have, l <= 4, both parities
-E3_HIDDEN = "32x0e+16x1o+16x1e+8x2o+16x2e+8x3o+8x3e+8x4e"
+E3_HIDDEN = "16x0e+8x1o+8x1e+4x2o+8x2e+2x3o+2x3e+2x4e"
 
 
 @register_model("e3")
