@@ -10,6 +10,9 @@ Every key, its default and meaning (paths are relative to the config file)::
     base_model: null             # train only: the model a deepks base store was labelled with
     init_model: null             # start from this checkpoint instead of a new model
     model: {kind: mlp, descriptor: power_traces, hidden: [100, 100, 100], activation: silu}
+                                 # replaced as a whole when given; the equivariant model:
+                                 #   {kind: e3, hidden: "16x0e+8x1o+8x1e+4x2o+8x2e+2x3o+2x3e+2x4e", layers: 2}
+                                 #   (its arguments: deepks_es.model.E3Model); checked by building one
     basis: cc-pVDZ
     xc: PBE                      # the base functional
     description: ""

@@ -290,6 +290,9 @@ def test_train_seeds_make_a_committee(tmp_path, small_targets):
         ({"trian": {}}, "unknown key 'trian'"),
         ({"target": "missing.h5"}, "does not exist"),
         ({"base": None}, "train needs a base label store"),
+        ({"model": {"kind": "mlp", "descriptor": "eigen"}}, "model descriptor must be one of"),
+        ({"model": {"kind": "e3", "descriptor": "power_traces"}}, "unexpected keyword argument 'descriptor'"),
+        ({"model": {"kind": "e3", "hidden": "8x1o"}}, "needs scalars 0e"),
     ],
 )
 def test_config_errors_are_clear(tmp_path, small_targets, change, message, capsys):
