@@ -15,6 +15,7 @@ N=$W/water27_gmtkn55_kaplan2024/neutral
 mkdir -p labels/e3_model/iter.00
 [ -f labels/e3_model/iter.00/base.h5 ] || cp labels/default_model/iter.00/base.h5 labels/e3_model/iter.00/base.h5
 deepks-es iterate data/train/pbe_hse06_water_e3.yaml --no-progress || echo "iterate stopped (see above)"
+cp labels/e3_model/iter.00/model.pt data/e3_model.pt
 # 2. held-out BEGDB evaluation of the e3 model 0 and of the mlp model 0 (PBE rows reused from RECIPE.sh)
 for m in e3_model/iter.00:e3 default_model/iter.00:mlp0; do
   deepks-es eval labels/${m%%:*}/model.pt labels/hse06_ccpvdz_df.h5 --frames $(cat data/train/heldout_begdb.txt) \
