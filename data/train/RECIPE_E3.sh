@@ -21,8 +21,9 @@ for m in e3_model/iter.00:e3 default_model/iter.00:mlp0; do
   deepks-es eval labels/${m%%:*}/model.pt labels/hse06_ccpvdz_df.h5 --frames $(cat data/train/heldout_begdb.txt) \
     --base labels/eval_begdb/pbe.h5 --out labels/eval_begdb_${m##*:} --no-progress
 done
-# 3. SCF with the e3 model on the neutral WATER27 clusters (H2O)1-8 and (H2O)20 (the mlp's: RECIPE.sh)
+# 3. SCF with the e3 model on the 15 neutral WATER27 clusters (H2O)1-20 (the mlp's: RECIPE.sh)
 deepks-es scf $N/H2O.xyz $N/H2O[2-8].xyz $N/H2O6[bc]*.xyz $N/H2O8*.xyz $N/H2O20.xyz --model labels/e3_model/iter.00/model.pt \
   --output labels/water27_e3_scf.json
+deepks-es scf $N/H2O20es.xyz $N/H2O20fc.xyz $N/H2O20fs.xyz --model data/e3_model.pt --output labels/water27_e3_scf_20b.json
 # 4. the side-by-side table of README.md
 python data/train/compare_models.py

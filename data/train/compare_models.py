@@ -30,13 +30,13 @@ ROWS = {
         "model": LABELS / "e3_model" / "iter.00" / "model.pt",
         "check": LABELS / "e3_model" / "iter.00" / "check.0.h5",
         "eval": LABELS / "eval_begdb_e3" / "eval.json",
-        "water27": LABELS / "water27_e3_scf.json",
+        "water27": [LABELS / "water27_e3_scf.json", LABELS / "water27_e3_scf_20b.json"],
     },
     "mlp model 1 = shipped default": {
         "model": ROOT / "data" / "default_model.pt",
         "check": LABELS / "default_model" / "iter.01" / "check.0.h5",
         "eval": LABELS / "eval_begdb" / "eval.json",
-        "water27": LABELS / "water27_deepks.h5",
+        "water27": [LABELS / "water27_deepks.h5"],
     },
 }
 
@@ -69,8 +69,8 @@ def row(name: str, paths: dict) -> dict:
         out["valence eig RMSE eV"] = f"{held['eig_rmse_ev']:.3f}"
         out["gap MAE eV"] = f"{held['gap_mae_ev']:.3f}"
         out["O 1s MAE eV"] = f"{held['core_mae_ev']:.2f}"
-    if paths.get("water27") and paths["water27"].is_file():
-        records = _scf_records(paths["water27"])
+    if paths.get("water27") and all(p.is_file() for p in paths["water27"]):
+        records = [r for p in paths["water27"] for r in _scf_records(p)]
         cycles = [r["cycles"] for r in records]
         big = [r["wall_s"] for r in records if r["natm"] == 60]
         out["WATER27 conv. (cycles)"] = (
