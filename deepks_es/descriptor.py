@@ -113,23 +113,20 @@ class PdmIrreps(torch.nn.Module):
         super().__init__()
         self.nrad, self.lmax = projector.nrad, projector.lmax
         u = [pyscf_to_e3nn(l) for l in range(self.lmax + 1)]
-        self.pairs = []  # (l1, l2, [(l3, parity, n1 <= n2 only)])
-        chunks = {}  # (l3, parity) -> list of (pair index, l3 slot, multiplicity)
+        self.pairs = []  # (l1, l2, [l3, ...]) for l1 <= l2
+        chunks = {}  # (l3, parity) -> the (l1, l2, l3) that give it, concatenated in this order
         for l1 in range(self.lmax + 1):
             for l2 in range(l1, self.lmax + 1):
-                parity = (-1) ** (l1 + l2)
                 cols, outs = [], []
                 for l3 in range(l2 - l1, l1 + l2 + 1):
                     w3j = o3.wigner_3j(l1, l2, l3, dtype=torch.float64).numpy()
                     cols.append(np.sqrt(2 * l3 + 1) * np.einsum("ia,jb,ijk->abk", u[l1], u[l2], w3j))
-                    outs.append((l3, parity))
+                    outs.append(l3)
+                    chunks.setdefault((l3, (-1) ** (l1 + l2)), []).append((l1, l2, l3))
                 self.register_buffer(f"w_{l1}{l2}", torch.from_numpy(np.concatenate(cols, axis=-1)), persistent=False)
                 self.pairs.append((l1, l2, outs))
         self.register_buffer("triu", torch.triu_indices(self.nrad, self.nrad), persistent=False)
         self.register_buffer("strict", torch.triu_indices(self.nrad, self.nrad, offset=1), persistent=False)
-        for l1, l2, outs in self.pairs:
-            for l3, parity in outs:
-                chunks.setdefault((l3, parity), []).append((l1, l2, l3))
         order = sorted(chunks, key=lambda ir: o3.Irrep(ir[0], ir[1]))
         self.order = [(ir, chunks[ir]) for ir in order]
         self.irreps_out = o3.Irreps([(sum(self._mul(*c) for c in chunks[ir]), ir) for ir in order])
@@ -161,7 +158,7 @@ class PdmIrreps(torch.nn.Module):
             sub = sub.movedim(-3, -2)  # (..., natm, n1, n2, m1, m2)
             x = torch.einsum("...ij,ijk->...k", sub, getattr(self, f"w_{l1}{l2}"))  # (..., natm, n1, n2, k)
             k0 = 0
-            for l3, _ in outs:
+            for l3 in outs:
                 xl = x[..., k0 : k0 + 2 * l3 + 1]
                 k0 += 2 * l3 + 1
                 if l1 == l2:

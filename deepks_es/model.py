@@ -48,6 +48,11 @@ def register_model(name: str):
     return wrap
 
 
+def _floored(scale: torch.Tensor) -> torch.Tensor:
+    """Input scales (ndesc,) floored at ``SCALE_FLOOR`` of the largest."""
+    return torch.clamp(scale, min=SCALE_FLOOR * float(scale.max()) + 1e-12)
+
+
 class CorrectionModel(nn.Module):
     """Base of all correction models: element bookkeeping, projector, input statistics and metadata.
 
@@ -107,7 +112,7 @@ class CorrectionModel(nn.Module):
         mean and standard deviation, the scale floored at ``SCALE_FLOOR`` of the largest (near-empty
         projector blocks have features ~1e-15 that must not be amplified)."""
         std = x.std(0) if len(x) > 1 else torch.ones(x.shape[-1], dtype=x.dtype)
-        return x.mean(0), torch.clamp(std, min=SCALE_FLOOR * float(std.max()) + 1e-12)
+        return x.mean(0), _floored(std)
 
     def energy_from_pdm(self, pdm: list, elem_index: torch.Tensor) -> torch.Tensor:
         """e_delta (Eh), shape (...), from projected density blocks (block groups of ``self.projector``,
@@ -280,11 +285,6 @@ class E3Model(CorrectionModel):
         with torch.no_grad():
             self.readout.weight.zero_()
         self.e_shift = nn.Parameter(torch.zeros(len(self.elements), dtype=torch.float64))
-        self._scalar_mask = self._irrep_mask(lambda ir: ir.l == 0)
-
-    def _irrep_mask(self, keep) -> torch.Tensor:
-        mask = [keep(ir) for mul, ir in self.irreps.irreps_out for _ in range(mul * ir.dim)]
-        return torch.tensor(mask)
 
     def init_args(self) -> dict:
         return {
@@ -303,14 +303,13 @@ class E3Model(CorrectionModel):
         """(shift, scale) of features x (natoms, ndesc) of one element: scalars as the base class; every
         l > 0 channel shift 0 and scale its root mean square over atoms and components (one factor per
         channel keeps rotations), all floored at ``SCALE_FLOOR`` of the largest scale."""
-        shift = torch.where(self._scalar_mask, x.mean(0), torch.zeros_like(x[0]))
-        scale = []
+        shift, scale = [], []
         for (mul, ir), sl in zip(self.irreps.irreps_out, self.irreps.irreps_out.slices()):
             xs = x[:, sl].reshape(len(x), mul, ir.dim)
             s = xs.std(0)[:, 0] if ir.l == 0 and len(x) > 1 else xs.pow(2).mean((0, 2)).sqrt()
             scale.append(s[:, None].expand(mul, ir.dim).reshape(-1))
-        scale = torch.cat(scale)
-        return shift, torch.clamp(scale, min=SCALE_FLOOR * float(scale.max()) + 1e-12)
+            shift.append(x[:, sl].mean(0) if ir.l == 0 else torch.zeros_like(x[0, sl]))
+        return torch.cat(shift), _floored(torch.cat(scale))
 
     def atom_energies(self, descriptor: torch.Tensor, elem_index: torch.Tensor) -> torch.Tensor:
         """Atomic energies (Eh): features (..., natm, ndesc), elem_index (natm,) -> (..., natm)."""

@@ -9,6 +9,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from pyscf import dft, gto  # noqa: E402
 
 from deepks_es import build_model  # noqa: E402
 from deepks_es.structures import frame_to_mol, read_frames  # noqa: E402
@@ -40,6 +41,21 @@ def random_model(seed: int = 0, scale: float = 0.01, kind: str = "mlp", **kwargs
             if kind == "mlp" or name in ("e_shift", "readout.weight"):
                 p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale * (10 if "readout" in name else 1))
     return model
+
+
+def minao_dm(mol) -> np.ndarray:
+    """PySCF's MINAO superposition-of-atoms density, exactly covariant under rotations and permutations."""
+    return dft.RKS(mol).get_init_guess(key="minao")
+
+
+def moved_mol(mol, coords=None, order=None):
+    """``mol`` with new coordinates (bohr, in the old atom order) and/or its atoms reordered."""
+    atoms = [(mol.atom_symbol(a), mol.atom_coord(a)) for a in range(mol.natm)]
+    if coords is not None:
+        atoms = [(s, c) for (s, _), c in zip(atoms, coords)]
+    if order is not None:
+        atoms = [atoms[i] for i in order]
+    return gto.M(atom=atoms, unit="Bohr", basis=mol.basis, verbose=0)
 
 
 def random_symmetric(n: int, seed: int) -> np.ndarray:

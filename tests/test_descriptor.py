@@ -7,25 +7,11 @@ and permutations of the molecule, so the checks hold to round-off (1e-10) withou
 import numpy as np
 import pytest
 import torch
-from conftest import random_model, water_mol
-from pyscf import dft, gto
+from conftest import minao_dm, moved_mol, random_model, water_mol
 from scipy.spatial.transform import Rotation
 
 from deepks_es.descriptor import DESCRIPTORS, make_descriptor
 from deepks_es.scf import DeePKSCorrection
-
-
-def _minao(mol):
-    return dft.RKS(mol).get_init_guess(key="minao")
-
-
-def _moved(mol, coords=None, order=None):
-    atoms = [(mol.atom_symbol(a), mol.atom_coord(a)) for a in range(mol.natm)]
-    if coords is not None:
-        atoms = [(s, c) for (s, _), c in zip(atoms, coords)]
-    if order is not None:
-        atoms = [atoms[i] for i in order]
-    return gto.M(atom=atoms, unit="Bohr", basis=mol.basis, verbose=0)
 
 
 @pytest.mark.parametrize("kind", DESCRIPTORS)
@@ -33,15 +19,15 @@ def test_rotation_invariance(kind):
     mol = water_mol("6PR")  # BEGDB hexamer prism, a real 3D cluster
     model = random_model(descriptor=kind)
     corr = DeePKSCorrection(mol, model)
-    desc = corr.make_descriptor(_minao(mol))
-    e_delta = corr.kernel(_minao(mol))[0]
+    desc = corr.make_descriptor(minao_dm(mol))
+    e_delta = corr.kernel(minao_dm(mol))[0]
     for seed in range(3):
         rot = Rotation.random(random_state=seed).as_matrix()
         centre = mol.atom_coords().mean(0)
-        rmol = _moved(mol, coords=(mol.atom_coords() - centre) @ rot.T + np.array([0.3, -1.2, 2.0]))
+        rmol = moved_mol(mol, coords=(mol.atom_coords() - centre) @ rot.T + np.array([0.3, -1.2, 2.0]))
         rcorr = DeePKSCorrection(rmol, model)
-        np.testing.assert_allclose(rcorr.make_descriptor(_minao(rmol)), desc, atol=1e-10, rtol=0)
-        assert abs(rcorr.kernel(_minao(rmol))[0] - e_delta) < 1e-10
+        np.testing.assert_allclose(rcorr.make_descriptor(minao_dm(rmol)), desc, atol=1e-10, rtol=0)
+        assert abs(rcorr.kernel(minao_dm(rmol))[0] - e_delta) < 1e-10
 
 
 @pytest.mark.parametrize("kind", DESCRIPTORS)
@@ -49,28 +35,28 @@ def test_permutation_invariance(kind):
     mol = water_mol("6PR")
     model = random_model(seed=3, descriptor=kind)
     corr = DeePKSCorrection(mol, model)
-    desc = corr.make_descriptor(_minao(mol))
-    e_delta = corr.kernel(_minao(mol))[0]
+    desc = corr.make_descriptor(minao_dm(mol))
+    e_delta = corr.kernel(minao_dm(mol))[0]
     # swap whole molecules and the two H atoms inside the first one
     order = list(range(3, 18)) + [0, 2, 1]
-    pmol = _moved(mol, order=order)
+    pmol = moved_mol(mol, order=order)
     pcorr = DeePKSCorrection(pmol, model)
-    np.testing.assert_allclose(pcorr.make_descriptor(_minao(pmol)), desc[order], atol=1e-10, rtol=0)
-    assert abs(pcorr.kernel(_minao(pmol))[0] - e_delta) < 1e-10
+    np.testing.assert_allclose(pcorr.make_descriptor(minao_dm(pmol)), desc[order], atol=1e-10, rtol=0)
+    assert abs(pcorr.kernel(minao_dm(pmol))[0] - e_delta) < 1e-10
 
 
 @pytest.mark.parametrize("kind", DESCRIPTORS)
 def test_descriptor_shape_and_monomer_values(monomer, kind):
     """108 values per atom; a projected density is positive semi-definite, so neither its eigenvalues nor
     the traces of its powers are negative."""
-    desc = DeePKSCorrection(monomer, random_model(descriptor=kind)).make_descriptor(_minao(monomer))
+    desc = DeePKSCorrection(monomer, random_model(descriptor=kind)).make_descriptor(minao_dm(monomer))
     assert desc.shape == (3, 108)
     assert desc.min() > -1e-12
     assert desc[0].max() > 0.1  # the O 1s region holds about 2 electrons: a large s-shell value
 
 
 def test_power_traces_are_power_sums_of_eigenvalues(monomer):
-    pdm = [torch.from_numpy(p) for p in DeePKSCorrection(monomer, random_model()).make_pdm(_minao(monomer))]
+    pdm = [torch.from_numpy(p) for p in DeePKSCorrection(monomer, random_model()).make_pdm(minao_dm(monomer))]
     traces = make_descriptor(pdm, "power_traces")
     sums = torch.cat(
         [

@@ -10,27 +10,14 @@ test_descriptor.py), so the checks hold to round-off.
 import numpy as np
 import pytest
 import torch
-from conftest import random_model, random_symmetric, water_mol
-from pyscf import dft, gto
+from conftest import minao_dm, moved_mol, random_model, random_symmetric, water_mol
+from pyscf import dft
 from scipy.spatial.transform import Rotation
 
 from deepks_es import attach
 from deepks_es.descriptor import PdmIrreps
 from deepks_es.projector import ProjectorBasis
 from deepks_es.scf import DeePKSCorrection
-
-
-def _minao(mol):
-    return dft.RKS(mol).get_init_guess(key="minao")
-
-
-def _moved(mol, coords=None, order=None):
-    atoms = [(mol.atom_symbol(a), mol.atom_coord(a)) for a in range(mol.natm)]
-    if coords is not None:
-        atoms = [(s, c) for (s, _), c in zip(atoms, coords)]
-    if order is not None:
-        atoms = [atoms[i] for i in order]
-    return gto.M(atom=atoms, unit="Bohr", basis=mol.basis, verbose=0)
 
 
 def _orthogonal(seed: int, improper: bool) -> np.ndarray:
@@ -91,13 +78,13 @@ def test_irreps_of_the_full_block():
 def test_features_rotate_as_irreps(model, improper):
     """Features of the rotated (or rotated and inverted) hexamer = D(R) features."""
     mol = water_mol("6PR")
-    x = DeePKSCorrection(mol, model).make_descriptor(_minao(mol))
+    x = DeePKSCorrection(mol, model).make_descriptor(minao_dm(mol))
     assert np.abs(x).max() > 0.1
     for seed in range(2):
         rot = _orthogonal(seed, improper)
-        rmol = _moved(mol, coords=mol.atom_coords() @ rot.T)
+        rmol = moved_mol(mol, coords=mol.atom_coords() @ rot.T)
         expected = _rotate_features(model.irreps.irreps_out, x, rot)
-        np.testing.assert_allclose(DeePKSCorrection(rmol, model).make_descriptor(_minao(rmol)), expected, atol=1e-10)
+        np.testing.assert_allclose(DeePKSCorrection(rmol, model).make_descriptor(minao_dm(rmol)), expected, atol=1e-10)
 
 
 @pytest.mark.parametrize("improper", [False, True])
@@ -106,13 +93,13 @@ def test_e_delta_invariant_and_v_delta_covariant(model, improper):
     in the rotated AO basis (u from PySCF's mol.ao_rotation_matrix, :func:`_ao_rotation`; the MINAO
     density transforms the same way to 5e-15)."""
     mol = water_mol("6PR")
-    e_delta, v_delta = DeePKSCorrection(mol, model).kernel(_minao(mol))
+    e_delta, v_delta = DeePKSCorrection(mol, model).kernel(minao_dm(mol))
     assert abs(e_delta) > 1e-3 and np.abs(v_delta).max() > 1e-4
     for seed in range(2):
         rot = _orthogonal(seed, improper)
-        rmol = _moved(mol, coords=mol.atom_coords() @ rot.T + np.array([0.4, -1.1, 2.3]))
+        rmol = moved_mol(mol, coords=mol.atom_coords() @ rot.T + np.array([0.4, -1.1, 2.3]))
         u = _ao_rotation(mol, rot)
-        re_delta, rv_delta = DeePKSCorrection(rmol, model).kernel(_minao(rmol))
+        re_delta, rv_delta = DeePKSCorrection(rmol, model).kernel(minao_dm(rmol))
         assert abs(re_delta - e_delta) < 1e-10
         np.testing.assert_allclose(rv_delta, u.T @ v_delta @ u, atol=1e-10)
 
@@ -123,7 +110,7 @@ def test_forces_rotate_with_the_molecule(dimer, model):
     the two orientations differ by up to ~3e-6 Eh/bohr)."""
     rot = _orthogonal(3, False)
     forces = []
-    for mol in (dimer, _moved(dimer, coords=dimer.atom_coords() @ rot.T)):
+    for mol in (dimer, moved_mol(dimer, coords=dimer.atom_coords() @ rot.T)):
         mf = attach(dft.RKS(mol, xc="PBE"), model)
         mf.conv_tol = 1e-11
         mf.kernel()
@@ -137,12 +124,12 @@ def test_permutation_of_atoms(model):
     """Swapping molecules and the two H of one: e_delta equal, features permute with the atoms."""
     mol = water_mol("6PR")
     corr = DeePKSCorrection(mol, model)
-    x, e_delta = corr.make_descriptor(_minao(mol)), corr.kernel(_minao(mol))[0]
+    x, e_delta = corr.make_descriptor(minao_dm(mol)), corr.kernel(minao_dm(mol))[0]
     order = list(range(3, 18)) + [0, 2, 1]
-    pmol = _moved(mol, order=order)
+    pmol = moved_mol(mol, order=order)
     pcorr = DeePKSCorrection(pmol, model)
-    np.testing.assert_allclose(pcorr.make_descriptor(_minao(pmol)), x[order], atol=1e-10)
-    assert abs(pcorr.kernel(_minao(pmol))[0] - e_delta) < 1e-10
+    np.testing.assert_allclose(pcorr.make_descriptor(minao_dm(pmol)), x[order], atol=1e-10)
+    assert abs(pcorr.kernel(minao_dm(pmol))[0] - e_delta) < 1e-10
 
 
 def test_bad_hidden_irreps_are_refused():
