@@ -24,6 +24,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -61,9 +62,7 @@ def time_loop(frames, spec: LabelSpec) -> float:
     model = load_model(spec.model_paths[0]) if spec.method == "deepks" else None
     t0 = time.perf_counter()
     for frame in frames:
-        mf = build_scf(
-            frame_to_mol(frame, spec.basis), xc=spec.xc or XC[spec.method], model=model, conv_tol=spec.conv_tol
-        )
+        mf = build_scf(frame_to_mol(frame, spec.basis), xc=spec.xc or XC[spec.method], model=model, settings=spec.scf)
         mf.kernel()
         mf.nuc_grad_method().kernel()
     return time.perf_counter() - t0
@@ -73,9 +72,10 @@ def time_engine(frames, spec: LabelSpec, workers: int, threads: int, workdir: Pa
     """Seconds for :func:`run_batch` into a fresh store, and the start-up part of them (cluster start and
     worker imports, paid once per batch)."""
     path = workdir / f"{spec.method}-w{workers}t{threads}.h5"
+    spec = replace(spec, scf=replace(spec.scf, workers=workers, threads_per_worker=threads))
     store = LabelStore(path, spec.metadata())
     t0 = time.perf_counter()
-    summary = run_batch(frames, spec, store, workers=workers, threads_per_worker=threads, progress=False)
+    summary = run_batch(frames, spec, store, progress=False)
     wall = time.perf_counter() - t0
     assert summary.done == len(frames), summary.line()
     return wall, summary.startup_s

@@ -7,32 +7,55 @@ Results are a plain dict in atomic units (Eh, Eh/bohr); conversion to eV and Å 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 from pyscf import dft
 
+from .errors import DeePKSInputError
 from .scf import attach, run_scf
+from .settings import DEFAULT_XC, SCFSettings
 
-DEFAULT_CONV_TOL = 1e-10  # Eh; tight enough for finite-difference checks of forces
+
+def check_xc(xc) -> None:
+    """Refuse, before any compute, a functional name Libxc (through PySCF) does not parse.
+
+    Raises:
+        DeePKSInputError: naming the value and the fix.
+    """
+    from pyscf.dft import libxc
+
+    try:
+        if not isinstance(xc, str) or not xc.strip():
+            raise ValueError("not a name")
+        libxc.parse_xc(xc)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise DeePKSInputError(
+            f"--xc {xc!r} is not a functional PySCF/Libxc knows ({exc}); use e.g. PBE, the base functional "
+            "of the shipped model"
+        ) from None
 
 
-def build_scf(
-    mol,
-    xc: str = "PBE",
-    model=None,
-    density_fit: bool = False,
-    grid_level: int = 3,
-    conv_tol: float = DEFAULT_CONV_TOL,
-    max_cycle: int = 100,
-):
+def build_scf(mol, xc: str = DEFAULT_XC, model=None, settings: SCFSettings | None = None, **changes):
     """A restricted KS object for ``mol``: base functional ``xc``, optional density fitting, optional
-    correction ``model`` attached on top (:func:`deepks_es.scf.attach`). Nothing is run."""
+    correction ``model`` attached on top (:func:`deepks_es.scf.attach`). Nothing is run.
+
+    Args:
+        settings: :class:`~deepks_es.settings.SCFSettings` (default: its defaults); ``changes`` replace
+            single fields of it (``max_cycle=3``).
+
+    Raises:
+        DeePKSInputError: an unknown functional, a setting out of range, a model for another basis, base
+            functional or elements.
+    """
+    settings = replace(settings or SCFSettings(), **changes).validate()
+    check_xc(xc)
     mf = dft.RKS(mol, xc=xc)
-    if density_fit:
+    if settings.density_fit:
         mf = mf.density_fit()
-    mf.grids.level = grid_level
-    mf.conv_tol = conv_tol
-    mf.max_cycle = max_cycle
+    mf.grids.level = settings.grid_level
+    mf.conv_tol = settings.conv_tol
+    mf.max_cycle = settings.max_cycle
     if model is not None:
         mf = attach(mf, model)
     return mf

@@ -1,6 +1,7 @@
 """The YAML config of ``deepks-es train`` and ``deepks-es iterate``, validated before any compute.
 
-Every key, its default and meaning (paths are relative to the config file)::
+Every key, its default and meaning (paths are relative to the config file; the section defaults are the
+dataclasses of :mod:`deepks_es.settings`)::
 
     workdir: run                 # outputs: models, checkpoints, label stores, reports
     target: [hse06.h5]           # label store(s) with the reference labels (one path or a list)
@@ -13,75 +14,78 @@ Every key, its default and meaning (paths are relative to the config file)::
                                  # replaced as a whole when given; the equivariant model:
                                  #   {kind: e3, hidden: "16x0e+8x1o+8x1e+4x2o+8x2e+2x3o+2x3e+2x4e", layers: 2}
                                  #   (its arguments: deepks_es.model.E3Model); checked by building one
-    basis: cc-pVDZ
-    xc: PBE                      # the base functional
+    basis: null                  # the AO basis: taken from the label stores; when given it must agree
+    xc: null                     # the base functional: train takes it from the base store(s), iterate
+                                 #   uses PBE; when given it must agree
     description: ""
     seeds: [0]                   # one model per seed (train); iterate uses the first
     losses: {energy: 1, force: 1, hamiltonian: 0.005, eigenvalue: 0.01, gap: 0, eigenvector: 0.1,
-             n_virt: 1, skip_core: false}
-                                 # weights (DeePKS-ES defaults), the virtual orbitals in the eig/vec
-                                 # terms, and whether the 1s cores are left out of them
+             n_virt: 1, skip_core: false}              # settings.LossSettings
     train: {epochs: 500, lr: 1.0e-3, lr_final: 1.0e-5, batch_size: 16, valid_fraction: 0.1,
-            prefit: true, checkpoint_every: 50}
+            prefit: true, checkpoint_every: 50}        # settings.TrainSettings
     iterate: {iterations: 2, epochs: [], check_sample: 8, min_convergence: 1.0, retries: 2}
-                                 # epochs per iteration (empty: train.epochs each time); a new model is
-                                 # accepted when its SCF converges on >= min_convergence of check_sample
-                                 # training frames, else it is retrained with half the epochs and lr
-    scf: {density_fit: false, grid_level: 3, workers: 1, threads_per_worker: 2}
+                                 # settings.IterateSettings: a new model is accepted when its SCF
+                                 # converges on >= min_convergence of check_sample training frames, else
+                                 # it is retrained with half the epochs and lr
+    scf: {density_fit: false, grid_level: 3, conv_tol: 1.0e-10, max_cycle: 100, workers: 1,
+          threads_per_worker: 2}                       # settings.SCFSettings
 """
 
 from __future__ import annotations
 
 import copy
 import glob
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
 from .errors import DeePKSInputError
-from .losses import DEFAULT_WEIGHTS, TERMS
+from .settings import (
+    DEFAULT_MODEL,
+    DEFAULT_XC,
+    IterateSettings,
+    LossSettings,
+    SCFSettings,
+    TrainSettings,
+    check,
+    same_name,
+)
 
-DEFAULTS = {
-    "workdir": "run",
-    "target": [],
-    "frames": [],
-    "base": None,
-    "base_model": None,
-    "init_model": None,
-    "model": {"kind": "mlp", "descriptor": "power_traces", "hidden": [100, 100, 100], "activation": "silu"},
-    "basis": "cc-pVDZ",
-    "xc": "PBE",
-    "description": "",
-    "seeds": [0],
-    "losses": {**DEFAULT_WEIGHTS, "n_virt": 1, "skip_core": False},
-    "train": {
-        "epochs": 500,
-        "lr": 1e-3,
-        "lr_final": 1e-5,
-        "batch_size": 16,
-        "valid_fraction": 0.1,
-        "prefit": True,
-        "checkpoint_every": 50,
-    },
-    "iterate": {"iterations": 2, "epochs": [], "check_sample": 8, "min_convergence": 1.0, "retries": 2},
-    "scf": {"density_fit": False, "grid_level": 3, "workers": 1, "threads_per_worker": 2},
-}
+SECTIONS = {"losses": LossSettings, "train": TrainSettings, "iterate": IterateSettings, "scf": SCFSettings}
 PATH_KEYS = ("workdir", "base_model", "init_model")
 LIST_PATH_KEYS = ("target", "frames", "base")
 
 
-def _merge(defaults: dict, given: dict, where: str) -> dict:
-    out = copy.deepcopy(defaults)
-    for key, value in given.items():
-        if key not in defaults:
-            raise DeePKSInputError(f"config: unknown key {where}{key!r}; known: {', '.join(sorted(defaults))}")
-        if isinstance(defaults[key], dict) and defaults[key] and key != "model":
-            if not isinstance(value, dict):
-                raise DeePKSInputError(f"config: {where}{key} must be a mapping, got {value!r}")
-            out[key] = _merge(defaults[key], value, f"{where}{key}.")
-        else:
-            out[key] = value
-    return out
+@dataclass
+class Config:
+    """A validated config: absolute paths, typed sections. See the module docstring for every key."""
+
+    workdir: str = "run"
+    target: list = field(default_factory=list)
+    frames: list = field(default_factory=list)
+    base: list | None = None
+    base_model: str | None = None
+    init_model: str | None = None
+    model: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_MODEL))
+    basis: str | None = None
+    xc: str | None = None
+    description: str = ""
+    seeds: list = field(default_factory=lambda: [0])
+    losses: LossSettings = field(default_factory=LossSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    iterate: IterateSettings = field(default_factory=IterateSettings)
+    scf: SCFSettings = field(default_factory=SCFSettings)
+
+    def plain(self) -> dict:
+        """The config as plain data with paths reduced to their names (a checkpoint must not depend on
+        where it was made)."""
+        out = asdict(self)
+        for key in LIST_PATH_KEYS:
+            out[key] = None if out[key] is None else [Path(p).name for p in out[key]]
+        for key in PATH_KEYS:
+            out[key] = Path(out[key]).name if out[key] else None
+        return out
 
 
 def _expand(root: Path, pattern: str, key: str) -> list:
@@ -98,16 +102,30 @@ def _check(cond: bool, msg: str) -> None:
         raise DeePKSInputError(f"config: {msg}")
 
 
-def load_config(path, command: str) -> dict:
+def _section(cls, given, key: str):
+    _check(isinstance(given, dict), f"{key} must be a mapping, got {given!r}")
+    known = {f.name for f in fields(cls)}
+    for name in sorted(set(given) - known):
+        _check(False, f"unknown key {key}.{name}; known: {', '.join(sorted(known))}")
+    try:
+        return check(cls(**given), lambda k: f"{key}.{k}")
+    except DeePKSInputError as exc:
+        raise DeePKSInputError(f"config: {exc}") from None
+
+
+def load_config(path, command: str) -> Config:
     """Read, complete with defaults and validate a config for ``command`` ("train" or "iterate").
 
     Returns:
-        the config dict with absolute paths (lists for ``target`` and ``frames``).
+        the :class:`Config` with absolute paths (lists for ``target``, ``frames`` and ``base``).
 
     Raises:
-        DeePKSInputError: unreadable YAML, unknown keys, wrong types or ranges, missing files, or what the
-            command needs missing (naming the key and the fix).
+        DeePKSInputError: unreadable YAML, unknown keys, wrong types or ranges, missing files, a store
+            listed twice, a workdir that cannot be written, or what the command needs missing (naming the
+            key and the fix).
     """
+    from .output import check_output_path
+
     path = Path(path)
     if not path.is_file():
         raise DeePKSInputError(f"config file {path} not found")
@@ -116,61 +134,111 @@ def load_config(path, command: str) -> dict:
     except yaml.YAMLError as exc:
         raise DeePKSInputError(f"config file {path} is not valid YAML: {exc}") from None
     _check(isinstance(given, dict), f"{path} must hold a mapping of keys")
-    cfg = _merge(DEFAULTS, given, "")
+    known = [f.name for f in fields(Config)]
+    for key in sorted(set(given) - set(known)):
+        _check(False, f"unknown key {key!r}; known: {', '.join(sorted(known))}")
+    values = {k: v for k, v in given.items() if k not in SECTIONS}
+    sections = {k: _section(cls, given.get(k, {}), k) for k, cls in SECTIONS.items()}
     root = path.resolve().parent
     for key in LIST_PATH_KEYS:
-        if cfg[key] is None:  # base: not given
+        value = values.get(key)
+        if value is None:
             continue
-        if isinstance(cfg[key], str):
-            cfg[key] = [cfg[key]]
-        _check(isinstance(cfg[key], list), f"{key} must be a path or a list of paths")
-        cfg[key] = [q for p in cfg[key] for q in _expand(root, p, key)]
+        value = [value] if isinstance(value, str) else value
+        _check(
+            isinstance(value, list) and all(isinstance(p, str) for p in value),
+            f"{key} must be a path or a list of paths",
+        )
+        values[key] = [q for p in value for q in _expand(root, p, key)]
+        for p in sorted({p for p in values[key] if values[key].count(p) > 1 and key != "frames"}):
+            _check(False, f"{key} lists {p} twice; list each store once")
     for key in PATH_KEYS:
-        if cfg[key] is not None:
-            cfg[key] = str((root / cfg[key]).resolve())
-    _check(bool(cfg["target"]), "target: give the label store(s) with the reference labels")
-    for p in cfg["target"] + (cfg["base"] or []) + [cfg[k] for k in ("base_model", "init_model") if cfg[k]]:
+        if values.get(key) is not None:
+            _check(isinstance(values[key], str), f"{key} must be a path, got {values[key]!r}")
+            values[key] = str((root / values[key]).resolve())
+    for key in ("basis", "xc", "description"):
+        _check(
+            values.get(key) is None or isinstance(values[key], str), f"{key} must be a string, got {values.get(key)!r}"
+        )
+    seeds = values.get("seeds", [0])
+    _check(
+        isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds),
+        f"seeds must be a non-empty list of integers, got {seeds!r}",
+    )
+    cfg = Config(**{**values, **sections, "workdir": values.get("workdir") or str((root / "run").resolve())})
+    _check(bool(cfg.target), "target: give the label store(s) with the reference labels")
+    for p in cfg.target + (cfg.base or []) + [p for p in (cfg.base_model, cfg.init_model) if p]:
         _check(Path(p).exists(), f"{p} does not exist")
-    for p in cfg["frames"]:
+    for p in cfg.frames:
         _check(Path(p).exists(), f"frames: {p} does not exist")
     if command == "iterate":
-        _check(bool(cfg["frames"]), "frames: iterate needs the training structures")
-        _check(cfg["base"] is None, "base: iterate computes its own base labels; remove the key")
+        _check(bool(cfg.frames), "frames: iterate needs the training structures")
+        _check(cfg.base is None, "base: iterate computes its own base labels; remove the key")
+        cfg.xc = cfg.xc or DEFAULT_XC
     else:
-        _check(cfg["base"] is not None, "base: train needs a base label store (pbe or deepks, with matrices)")
-    weights, train, it, scf = cfg["losses"], cfg["train"], cfg["iterate"], cfg["scf"]
-    for term in TERMS:
-        _check(isinstance(weights[term], (int, float)) and weights[term] >= 0, f"losses.{term} must be >= 0")
-    _check(any(weights[t] > 0 for t in TERMS), "losses: at least one weight must be positive")
-    _check(isinstance(weights["n_virt"], int) and weights["n_virt"] >= 1, "losses.n_virt must be an integer >= 1")
-    _check(isinstance(weights["skip_core"], bool), "losses.skip_core must be true or false")
-    for key in ("epochs", "batch_size", "checkpoint_every"):
-        _check(isinstance(train[key], int) and train[key] >= 1, f"train.{key} must be a positive integer")
-    _check(0 < float(train["lr_final"]) <= float(train["lr"]), "train: need 0 < lr_final <= lr")
-    _check(0 <= float(train["valid_fraction"]) < 1, "train.valid_fraction must be in [0, 1)")
-    _check(isinstance(it["iterations"], int) and it["iterations"] >= 1, "iterate.iterations must be >= 1")
+        _check(cfg.base is not None, "base: train needs a base label store (pbe or deepks, with matrices)")
+    _check_model(cfg)
+    _resolve_level(cfg, command)
+    check_output_path(cfg.workdir, flag="config: workdir", folder=True)
+    return cfg
+
+
+def _resolve_level(cfg: Config, command: str) -> None:
+    """Take the basis (all stores) and, for train, the base functional (base stores) from the label
+    stores; refuse stores that disagree among themselves or with the config, target stores of several
+    methods, and an init or base model for another basis or base functional."""
+    from .model import load_model
+    from .store import LabelStore
+
+    metas = {p: LabelStore(p).metadata for p in cfg.target + (cfg.base or [])}
+
+    def one(paths, field: str, what: str):
+        values = {p: metas[p][field] for p in paths}
+        first = next(iter(values))
+        for p, v in values.items():
+            if not same_name(v, values[first]):
+                raise DeePKSInputError(
+                    f"config: label stores of different {what}: {first} has {values[first]!r}, {p} has {v!r}; "
+                    f"train on stores of one {what}"
+                )
+        return values[first], first
+
+    one(cfg.target, "method", "reference method")
+    basis, where = one(list(metas), "basis", "basis")
     _check(
-        isinstance(it["epochs"], list) and all(isinstance(e, int) and e >= 1 for e in it["epochs"]),
-        "iterate.epochs must be a list of positive integers (one per iteration)",
+        cfg.basis is None or same_name(cfg.basis, basis),
+        f"basis {cfg.basis!r} differs from the label stores' {basis!r} ({where}); remove basis: or label the "
+        f"stores in {cfg.basis}",
     )
-    _check(0 <= float(it["min_convergence"]) <= 1, "iterate.min_convergence must be in [0, 1]")
-    _check(isinstance(it["check_sample"], int) and it["check_sample"] >= 0, "iterate.check_sample must be >= 0")
-    _check(
-        isinstance(cfg["seeds"], list) and cfg["seeds"] and all(isinstance(s, int) for s in cfg["seeds"]),
-        "seeds must be a non-empty list of integers",
-    )
-    _check(isinstance(scf["workers"], int) and scf["workers"] >= 1, "scf.workers must be >= 1")
+    cfg.basis = basis
+    if command == "train":
+        xc, where = one(cfg.base, "xc", "base functional")
+        _check(
+            cfg.xc is None or same_name(cfg.xc, xc),
+            f"xc {cfg.xc!r} differs from the base store's functional {xc!r} ({where}); remove xc: or label the "
+            f"base with {cfg.xc}",
+        )
+        cfg.xc = xc
+    for key in ("init_model", "base_model"):
+        if getattr(cfg, key):
+            try:
+                load_model(getattr(cfg, key)).check_compatible(basis=cfg.basis, xc=cfg.xc)
+            except DeePKSInputError as exc:
+                raise DeePKSInputError(f"config: {key}: {exc}") from None
+
+
+def _check_model(cfg: Config) -> None:
+    """The model section: a mapping with a known ``kind`` (filled in once here), checked by building a
+    throw-away model (descriptor, hidden sizes, projector, ...)."""
     from .model import MODELS, build_model
 
-    _check(
-        isinstance(cfg["model"], dict) and cfg["model"].get("kind", "mlp") in MODELS,
-        f"model.kind must be one of {sorted(MODELS)}",
-    )
-    args = {k: v for k, v in cfg["model"].items() if k != "kind"}
-    try:  # the model's own checks (descriptor, hidden, projector, ...), on a throw-away instance
-        build_model(cfg["model"].get("kind", "mlp"), elements=[1], **args)
+    _check(isinstance(cfg.model, dict), f"model must be a mapping, got {cfg.model!r}")
+    cfg.model = {"kind": DEFAULT_MODEL["kind"], **cfg.model}
+    _check(cfg.model["kind"] in MODELS, f"model.kind must be one of {sorted(MODELS)}, got {cfg.model['kind']!r}")
+    args = {k: v for k, v in cfg.model.items() if k != "kind"}
+    try:
+        build_model(cfg.model["kind"], elements=[1], **args)
     except DeePKSInputError as exc:
         raise DeePKSInputError(f"config: model: {exc}") from None
     except TypeError as exc:
         raise DeePKSInputError(f"config: model: {exc}; see the model arguments in README.md") from None
-    return cfg

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 
+from .errors import DeePKSInputError
 from .methods import LabelSpec, label_frame
 from .store import LabelStore, frame_key
 
@@ -52,12 +53,42 @@ def key_of(frame, spec: LabelSpec) -> str:
     )
 
 
-def _client(workers: int, threads_per_worker: int, scheduler: str | None):
+def check_scheduler(address: str, timeout: float = 5.0) -> None:
+    """Refuse, before any compute, a Dask scheduler address that is malformed or does not answer within
+    ``timeout`` seconds (a TCP connection to its host and port).
+
+    Raises:
+        DeePKSInputError: naming the address and the fix.
+    """
+    import socket
+
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, location = parse_address(address, strict=True)
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise DeePKSInputError(
+            f"--scheduler {address!r} is not a Dask scheduler address ({exc}); give one like tcp://HOST:8786"
+        ) from None
+    if scheme not in ("tcp", "tls"):
+        raise DeePKSInputError(f"--scheduler {address}: only tcp:// and tls:// addresses are supported")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise DeePKSInputError(
+            f"--scheduler {address}: no Dask scheduler answers there within {timeout:g} s ({exc.strerror or exc}); "
+            "start it (dask scheduler) or check the address"
+        ) from None
+
+
+def _client(threads_per_worker: int, workers: int, scheduler: str | None):
     import dask
     from distributed import Client, LocalCluster
 
     if scheduler:
-        return Client(scheduler), None
+        return Client(scheduler, timeout="30s"), None
     # Set before the worker interpreters start. This replaces Dask's default, which also sets
     # MALLOC_TRIM_THRESHOLD_: that switches off glibc's dynamic mmap threshold, so every large temporary
     # array of PySCF is mmapped and unmapped again (measured: labelling ~5% slower per frame).
@@ -77,42 +108,60 @@ def run_batch(
     frames,
     spec: LabelSpec,
     store: LabelStore,
-    workers: int = 1,
-    threads_per_worker: int = 2,
     scheduler: str | None = None,
     retry_failed: bool = False,
     progress: bool = True,
     log=print,
 ) -> BatchSummary:
-    """Label every frame not yet in ``store`` and write each record as it finishes.
+    """Label every frame not yet in ``store`` and write each record as it finishes, holding the store's
+    writer lock from the choice of frames to the final merge (a second run on the store stops at once).
+
+    A stored frame is labelled again when it lacks an output the spec asks for now (forces, matrices)
+    or, with ``retry_failed``, when it failed; its record is replaced.
 
     Args:
         frames: :class:`deepks_es.structures.Frame` list (frames with ``error`` are recorded as failed).
-        spec: a validated :class:`LabelSpec`; ``spec.threads`` is set to ``threads_per_worker``.
-        retry_failed: also rerun frames stored with an error (their records are replaced).
+        spec: a validated :class:`LabelSpec`; ``spec.scf.workers`` local worker processes with
+            ``spec.scf.threads_per_worker`` OpenMP threads each (ignored with ``scheduler``).
+        scheduler: address of an existing Dask scheduler (checked first: :func:`check_scheduler`).
         log: where one line per failed frame goes.
 
     Returns:
         the :class:`BatchSummary`.
+
+    Raises:
+        DeePKSInputError: another run holds the store's lock, or the scheduler does not answer.
     """
+    t0 = time.perf_counter()
+    if scheduler:
+        check_scheduler(scheduler)
+    summary = BatchSummary()
+    with store.lock():
+        contents = store.contents()  # one scan of the store, not one per frame
+        todo, seen = [], set()
+        for frame in frames:
+            key = key_of(frame, spec)
+            failed, stored = contents.get(key, (False, None))
+            done = stored is not None and (spec.outputs <= stored or failed) and not (retry_failed and failed)
+            if key in seen or done:
+                summary.skipped += 1
+                continue
+            seen.add(key)
+            todo.append((frame, key))
+        again = sum(key in contents for _, key in todo)
+        if again:
+            log(f"{again} stored frames are labelled again (failed, or without outputs asked for now)")
+        if todo:
+            _compute(todo, spec, store, contents, scheduler, progress, log, summary, t0)
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _compute(todo, spec, store, contents, scheduler, progress, log, summary, t0) -> None:
     from distributed import as_completed
     from tqdm import tqdm
 
-    t0 = time.perf_counter()
-    spec.threads = threads_per_worker
-    summary = BatchSummary()
-    todo, seen, stored = [], set(), set(store.keys())  # one scan of the store, not one per frame
-    for frame in frames:
-        key = key_of(frame, spec)
-        if key in seen or (key in stored and not (retry_failed and store.read(key)["error"])):
-            summary.skipped += 1
-            continue
-        seen.add(key)
-        todo.append((frame, key))
-    if not todo:
-        summary.wall_s = time.perf_counter() - t0
-        return summary
-    client, cluster = _client(workers, threads_per_worker, scheduler)
+    client, cluster = _client(spec.scf.threads_per_worker, spec.scf.workers, scheduler)
     try:
         client.run(_warm_up)
         summary.startup_s = time.perf_counter() - t0
@@ -125,7 +174,7 @@ def run_batch(
                 record = future.result()
             except Exception as exc:  # the worker process died (e.g. out of memory): record the frame as failed
                 record = label_frame(replace(frame, error=f"worker died: {exc}"), key, spec)
-            store.write(record, overwrite=retry_failed)
+            store.write(record, overwrite=key in contents)
             if record["error"]:
                 summary.failed += 1
                 log(f"frame {frame.name}: {record['error']}")
@@ -142,6 +191,3 @@ def run_batch(
         client.close()
         if cluster is not None:
             cluster.close()
-        store.merge()
-    summary.wall_s = time.perf_counter() - t0
-    return summary

@@ -21,6 +21,7 @@ import numpy as np
 
 from .dataset import geometry_key, structure_keys
 from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
+from .settings import DEFAULT_XC
 from .structures import frame_from_record
 from .workflow import all_records, convergence, run_labels, scf_errors, valence_range
 
@@ -52,28 +53,32 @@ def table(rows: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_model(
-    model_path, target_path, outdir, base_path=None, frames=None, workers=1, threads=2, progress=True
-) -> dict:
+def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None, scf=None, progress=True) -> dict:
     """Run and compare (see the module docstring).
 
     Args:
+        base_path: an existing store of the base functional on (some of) the same structures.
         frames: optional structure files/folders: only the target records of these structures are used
             (e.g. a held-out set inside a larger store).
+        scf: :class:`~deepks_es.settings.SCFSettings` of the SCF runs (default: its defaults).
 
     Returns:
         ``{"rows": {base name: errors, "model": errors}, "table": markdown, "plots": [paths]}``; also
         written to ``outdir/eval.json`` and ``outdir/eval.md``.
 
     Raises:
-        DeePKSInputError: unreadable model or stores, or a target store with no converged record.
+        DeePKSInputError: unreadable model or stores, a target store with no converged record, a base store
+            sharing no structure with it, a model for another basis, an output folder that cannot be written.
     """
     from .errors import DeePKSInputError
     from .model import load_model
+    from .output import check_output_path
+    from .settings import SCFSettings
     from .store import LabelStore
 
+    scf = (scf or SCFSettings()).validate()
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    check_output_path(outdir, "--out", folder=True)
     model = load_model(model_path)
     target_store = LabelStore(target_path)
     records = target_store.records(matrices=False)
@@ -86,10 +91,17 @@ def evaluate_model(
     forces = all(r["forces"] is not None for r in records)
     frames = [frame_from_record(r) for r in records]
     basis = target_store.metadata["basis"]
-    xc = (model.settings.get("xc") or "PBE").upper()
+    model.check_compatible(basis=basis)
+    xc = (model.settings.get("xc") or DEFAULT_XC).upper()
     sha = model.settings["sha256"][:12]
     base = LabelStore(base_path) if base_path else None
-    run = dict(workers=workers, threads=threads, progress=progress, basis=basis, forces=forces)
+    if base is not None and not any(geometry_key(r) in targets for r in all_records(base)):
+        raise DeePKSInputError(
+            f"--base {base_path} shares no structure with target store {target_path}"
+            + (" (of the --frames given)" if frames else "")
+            + "; give the base store of the same structures, or leave --base out to compute it"
+        )
+    run = dict(progress=progress, basis=basis, forces=forces, scf=scf)
     if base is None:
         base = run_labels(frames, outdir / f"{xc.lower()}.h5", xc.lower(), **run)
     corrected = run_labels(frames, outdir / f"deepks_{sha}.h5", "deepks", model_path, **run)

@@ -23,7 +23,7 @@ import numpy as np
 from pyscf.data.nist import HARTREE2EV
 
 from .errors import DeePKSInputError
-from .output import EV_PER_ANG_PER_AU, write_extxyz
+from .output import EV_PER_ANG_PER_AU, check_output_path, write_extxyz
 from .store import LabelStore
 
 FORMATS = ("extxyz", "deepmd", "deepmd-mixed")
@@ -36,12 +36,19 @@ def export(store_path, fmt: str, output, include_unconverged: bool = False) -> i
         the number of frames written.
 
     Raises:
-        DeePKSInputError: an unknown ``fmt``, a missing store, no frame to export, or (deepmd) a frame
-            without forces.
+        DeePKSInputError: an unknown ``fmt``, an output that does not fit the format or cannot be written, a
+            missing or damaged store, no frame to export, or (deepmd) a frame without forces.
     """
     if fmt not in FORMATS:
         raise DeePKSInputError(f"export format {fmt!r} unknown; use one of {', '.join(FORMATS)}")
+    if fmt == "extxyz" and Path(output).suffix.lower() not in (".xyz", ".extxyz"):
+        raise DeePKSInputError(f"--output {output}: --format extxyz writes a .extxyz (or .xyz) file; change the suffix")
+    if fmt != "extxyz" and Path(output).suffix:
+        raise DeePKSInputError(
+            f"--output {output}: --format {fmt} writes a folder; give a folder path without a suffix"
+        )
     store = LabelStore(store_path)
+    check_output_path(output, "--output", folder=fmt != "extxyz", inputs=[store_path])
     records = store.records(include_unconverged=include_unconverged, matrices=False)
     if not records:
         kind = "usable" if include_unconverged else "converged"

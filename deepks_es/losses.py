@@ -14,8 +14,8 @@ target eigenvalues: it is linear in H, invariant to orbital signs and to rotatio
 target levels, and needs no derivative of an eigenvector. Eigenvalues come from ``eigvalsh``, whose
 derivative is well defined for degenerate levels as long as the loss is symmetric in them.
 
-``DEFAULT_WEIGHTS`` are the DeePKS-ES paper's (energy 1, force 1, Hamiltonian 0.005, eigenvectors 0.1,
-eigenvalues 0.01) in these atomic units; the gap term is off by default.
+The default weights (:class:`deepks_es.settings.LossSettings`) are the DeePKS-ES paper's (energy 1, force 1,
+Hamiltonian 0.005, eigenvectors 0.1, eigenvalues 0.01) in these atomic units; the gap term is off by default.
 """
 
 from __future__ import annotations
@@ -23,14 +23,6 @@ from __future__ import annotations
 import torch
 
 TERMS = ("energy", "force", "hamiltonian", "eigenvalue", "gap", "eigenvector")
-DEFAULT_WEIGHTS = {
-    "energy": 1.0,
-    "force": 1.0,
-    "hamiltonian": 0.005,
-    "eigenvalue": 0.01,
-    "gap": 0.0,
-    "eigenvector": 0.1,
-}
 #: target fields each term needs
 NEEDS = {
     "energy": ("e_tot",),

@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .calc import DEFAULT_CONV_TOL, build_scf, scf_fields, single_point
+from .calc import build_scf, scf_fields, single_point
 from .errors import DeePKSInputError
+from .keys import MATRIX_KEYS
+from .settings import DEFAULT_BASIS, DEFAULT_XC, SCFSettings, flag
+from .structures import check_basis
 
 METHODS = ("pbe", "hse06", "deepks", "ccsd", "ccsd(t)")
 ENERGY_ONLY = ("ccsd", "ccsd(t)")
@@ -35,36 +38,41 @@ class LabelSpec:
         method: one of ``METHODS``.
         basis: AO basis.
         forces: compute analytic forces (not for energy-only methods).
-        density_fit: density fitting for the SCF.
-        grid_level: PySCF DFT grid level.
         save_matrices: also return dm, fock, ovlp, mo_coeff (AO basis, Eh).
         model_paths: checkpoints for ``deepks`` (one, or several for a committee).
         model_sha256: their hashes, checked again when a worker loads them.
-        threads: OpenMP threads inside each task.
+        scf: :class:`~deepks_es.settings.SCFSettings` (density fitting, grid, convergence, workers,
+            threads per worker).
         xc: the base functional, set by :meth:`validate` ("" for the energy-only methods).
     """
 
     method: str
-    basis: str = "cc-pVDZ"
+    basis: str = DEFAULT_BASIS
     forces: bool = False
-    density_fit: bool = False
-    grid_level: int = 3
     save_matrices: bool = False
     model_paths: list = field(default_factory=list)
     model_sha256: list = field(default_factory=list)
-    conv_tol: float = DEFAULT_CONV_TOL
-    threads: int = 1
+    scf: SCFSettings = field(default_factory=SCFSettings)
     xc: str = ""
 
-    def validate(self) -> LabelSpec:
-        """Check the combination and load every model once (hash check) before any compute.
+    @property
+    def outputs(self) -> set:
+        """Record datasets this spec asks for beyond the energy and orbitals (what a stored record must
+        have to be skipped on a rerun)."""
+        return ({"forces"} if self.forces else set()) | (set(MATRIX_KEYS) if self.save_matrices else set())
+
+    def validate(self, name=flag) -> LabelSpec:
+        """Check the combination and settings and load every model once (hash check, basis and base
+        functional) before any compute.
 
         Raises:
             DeePKSInputError: unknown method, forces or matrices with an energy-only method, a model
-                given for a method other than deepks, or a bad model file.
+                given for a method other than deepks, a bad model file or one for another basis, a
+                committee of models for different base functionals, a setting out of range.
         """
         from .model import load_model
 
+        self.scf = self.scf.validate(name)
         if self.method not in METHODS:
             raise DeePKSInputError(f"--method {self.method!r} is unknown; use one of {', '.join(METHODS)}")
         if self.method in ENERGY_ONLY and self.forces:
@@ -79,12 +87,15 @@ class LabelSpec:
             self.model_paths = [str(p) for p in (self.model_paths or [default_model_path()])]
             models = [load_model(p) for p in self.model_paths]
             self.model_sha256 = [m.settings["sha256"] for m in models]
-            xcs = sorted({m.settings.get("xc") or "PBE" for m in models})
+            xcs = sorted({m.settings.get("xc") or DEFAULT_XC for m in models})
             if len(xcs) > 1:
                 raise DeePKSInputError(f"the committee models correct different base functionals {xcs}; use one")
             self.xc = xcs[0]
+            for m in models:
+                m.check_compatible(basis=self.basis)
         else:
             self.xc = XC.get(self.method, "")
+        check_basis(self.basis)
         return self
 
     def metadata(self) -> dict:
@@ -100,10 +111,10 @@ class LabelSpec:
             "method": self.method,
             "basis": self.basis,
             "xc": xc,
-            "grid_level": self.grid_level if xc else -1,
-            "density_fit": self.density_fit,
+            "grid_level": self.scf.grid_level if xc else -1,
+            "density_fit": self.scf.density_fit,
             "model_sha256": list(self.model_sha256),
-            "conv_tol": self.conv_tol,
+            "conv_tol": self.scf.conv_tol,
             "versions": {
                 "deepks_es": __version__,
                 "pyscf": pyscf.__version__,
@@ -124,9 +135,7 @@ class LabelSpec:
 
 
 def _dft_record(mol, spec: LabelSpec, xc: str, model=None) -> dict:
-    mf = build_scf(
-        mol, xc=xc, model=model, density_fit=spec.density_fit, grid_level=spec.grid_level, conv_tol=spec.conv_tol
-    )
+    mf = build_scf(mol, xc=xc, model=model, settings=spec.scf)
     res = single_point(mf, forces=spec.forces)
     rec = {k: res[k] for k in ("e_tot", "mo_energy", "mo_occ", "homo", "lumo", "gap", "converged", "cycles")}
     rec["forces"] = None if res["de"] is None else -res["de"]
@@ -142,9 +151,10 @@ def _cc_record(mol, spec: LabelSpec) -> dict:
     from .scf import run_scf
 
     mf = scf.RHF(mol)
-    if spec.density_fit:
+    if spec.scf.density_fit:
         mf = mf.density_fit()
-    mf.conv_tol = spec.conv_tol
+    mf.conv_tol = spec.scf.conv_tol
+    mf.max_cycle = spec.scf.max_cycle
     mf = run_scf(mf)
     mycc = cc.CCSD(mf)
     mycc.kernel()
@@ -194,7 +204,7 @@ def label_frame(frame, key: str, spec: LabelSpec) -> dict:
     try:
         if frame.error:
             raise DeePKSInputError(frame.error)
-        lib.num_threads(spec.threads)
+        lib.num_threads(spec.scf.threads_per_worker)
         mol = frame_to_mol(frame, spec.basis)
         if spec.method in ENERGY_ONLY:
             rec.update(_cc_record(mol, spec))

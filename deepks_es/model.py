@@ -119,6 +119,31 @@ class CorrectionModel(nn.Module):
         with leading batch dimensions); the one entry point of the SCF and of training."""
         return self(self.make_descriptor(pdm), elem_index)
 
+    def check_compatible(self, basis=None, xc=None, numbers=None) -> None:
+        """The one check that this model may correct a calculation: the AO basis and the base functional it
+        was trained for (when recorded in ``settings``; names compared without case, '-' and '_') and the
+        elements ``numbers`` (natm,). Arguments left None are not checked.
+
+        Raises:
+            DeePKSInputError: naming what differs and the fix.
+        """
+        from .settings import same_name
+
+        trained = self.settings.get("basis")
+        if basis is not None and trained is not None and not same_name(trained, basis):
+            raise DeePKSInputError(
+                f"the model was trained in basis {trained}, the calculation uses {basis}; use --basis {trained} "
+                "or a model trained for this basis"
+            )
+        trained = self.settings.get("xc")
+        if xc is not None and trained and not same_name(trained, xc):
+            raise DeePKSInputError(
+                f"the model corrects base functional {trained}, the calculation uses {xc}; use --xc {trained} "
+                f"or a model trained on {xc}"
+            )
+        if numbers is not None:
+            self.element_index(numbers)
+
     def element_index(self, numbers) -> torch.Tensor:
         """Map atomic numbers (natm,) to model element indices (natm,) int64.
 
@@ -167,6 +192,8 @@ class AtomMLPModel(CorrectionModel):
             raise DeePKSInputError(f"model descriptor must be one of {', '.join(DESCRIPTORS)}, got {descriptor!r}")
         if activation not in ("silu", "tanh"):
             raise DeePKSInputError(f"model activation must be 'silu' or 'tanh', got {activation!r}")
+        if not isinstance(hidden, (list, tuple)) or not all(isinstance(h, int) and h >= 1 for h in hidden):
+            raise DeePKSInputError(f"model hidden must be a list of positive layer widths, got {hidden!r}")
         self.descriptor = descriptor
         self.hidden = [int(h) for h in hidden]
         self.activation = activation

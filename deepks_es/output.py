@@ -1,31 +1,62 @@
 """Writing results: JSON for scripts, extxyz for ML-potential codes, and the terminal summary.
 
-This is the I/O boundary where atomic units become eV and Å (constants from ``pyscf.data.nist``).
-Sign convention: ``forces`` = -gradient.
-
-JSON record keys: name, source, symbols, charge, multiplicity, e_tot, e_delta (Eh), forces (eV/Å, natm x 3,
-or null), mo_energy (eV), mo_occ, homo, lumo, gap (eV), converged, cycles, scf_attempts, wall_s,
-model_sha256, model_trained, basis, xc, density_fit.
-extxyz: REF_energy (eV, = e_tot), REF_forces (eV/Å) and the scalars above in the info line.
+This is the I/O boundary where atomic units become eV and Å (constants from ``pyscf.data.nist``). The keys
+of the JSON record, with their shapes and units, are :data:`deepks_es.keys.SCF_OUTPUT` (a value in eV or Å
+carries the unit in its name); extxyz has ``REF_energy`` (eV, = e_tot), ``REF_forces`` (eV/Å) and the
+scalars :data:`deepks_es.keys.EXTXYZ_SCF_INFO` in the info line. Sign convention: forces = -gradient.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from pyscf.data.nist import AVOGADRO, BOHR, HARTREE2EV, HARTREE2J
 
 from .errors import DeePKSInputError
+from .keys import EXTXYZ_SCF_INFO, REF_ENERGY, REF_FORCES
 
 EV_PER_ANG_PER_AU = HARTREE2EV / BOHR  # (eV/Å) per (Eh/bohr)
 KCAL_PER_MOL_PER_HARTREE = HARTREE2J * AVOGADRO / 4184  # 627.509...
 
 
+def check_output_path(path, flag: str, folder: bool = False, inputs=()) -> None:
+    """Refuse, before any compute, an output that could not be written or would overwrite an input.
+
+    Args:
+        path: the output file, or folder with ``folder=True`` (created when missing).
+        flag: how the user gave it (``--output``), for the message.
+        inputs: paths the output must not be (the structure files of the run).
+
+    Raises:
+        DeePKSInputError: a folder where a file is wanted or a file where a folder is wanted, an input file,
+            or a place where no file can be created (missing or read-only parent, a file as parent).
+    """
+    path = Path(path)
+    where = path if folder else path.parent
+    if folder and path.exists() and not path.is_dir():
+        raise DeePKSInputError(f"{flag} {path} is a file, not a folder; give a folder path")
+    if not folder and path.is_dir():
+        raise DeePKSInputError(f"{flag} {path} is a folder; give a file path")
+    if not folder and path.exists() and any(Path(p).exists() and path.samefile(p) for p in inputs):
+        raise DeePKSInputError(f"{flag} {path} is one of the input files; give another output path")
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".deepks-es-write-test"):
+            pass
+    except OSError as exc:
+        raise DeePKSInputError(
+            f"{flag} {path} cannot be written ({exc.strerror or exc}); give a writable path"
+        ) from None
+
+
 def to_record(frame, result: dict, meta: dict) -> dict:
-    """Plain JSON-ready record (eV, Å units) of one structure's result; ``meta`` holds model_sha256,
-    model_trained, basis, xc, density_fit."""
+    """Plain JSON-ready record of one structure's result (keys, shapes and units:
+    :data:`deepks_es.keys.SCF_OUTPUT`); ``meta`` holds model, model_sha256, model_trained, basis, xc,
+    density_fit."""
     ev = lambda x: None if x is None else float(x) * HARTREE2EV  # noqa: E731
     forces = None if result["de"] is None else (-result["de"] * EV_PER_ANG_PER_AU).tolist()
     return {
@@ -34,14 +65,15 @@ def to_record(frame, result: dict, meta: dict) -> dict:
         "symbols": frame.symbols,
         "charge": frame.charge,
         "multiplicity": frame.multiplicity,
+        "positions_ang": np.asarray(frame.positions_ang).tolist(),
         "e_tot": result["e_tot"],
         "e_delta": result["e_delta"],
-        "forces": forces,
-        "mo_energy": (np.asarray(result["mo_energy"]) * HARTREE2EV).tolist(),
+        "forces_ev_ang": forces,
+        "mo_energy_ev": (np.asarray(result["mo_energy"]) * HARTREE2EV).tolist(),
         "mo_occ": np.asarray(result["mo_occ"]).tolist(),
-        "homo": ev(result["homo"]),
-        "lumo": ev(result["lumo"]),
-        "gap": ev(result["gap"]),
+        "homo_ev": ev(result["homo"]),
+        "lumo_ev": ev(result["lumo"]),
+        "gap_ev": ev(result["gap"]),
         "converged": result["converged"],
         "cycles": result["cycles"],
         "scf_attempts": result["scf_attempts"],
@@ -74,28 +106,21 @@ def write_records(frames, records: list, path) -> None:
     """
     path = Path(path)
     if output_format(path) == "json":
-        path.write_text(json.dumps(records[0] if len(records) == 1 else records, indent=1) + "\n")
+        text = json.dumps(records[0] if len(records) == 1 else records, indent=1) + "\n"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
     else:
-        keys = (
-            "name",
-            "charge",
-            "multiplicity",
-            "e_tot",
-            "e_delta",
-            "homo",
-            "lumo",
-            "gap",
-            "converged",
-            "cycles",
-            "wall_s",
-            "model_sha256",
-            "basis",
-            "xc",
-        )
         write_extxyz(
             path,
             [
-                (f.numbers, f.positions_ang, rec["e_tot"] * HARTREE2EV, rec["forces"], {k: rec.get(k) for k in keys})
+                (
+                    f.numbers,
+                    f.positions_ang,
+                    rec["e_tot"] * HARTREE2EV,
+                    rec["forces_ev_ang"],
+                    {k: rec.get(k) for k in EXTXYZ_SCF_INFO},
+                )
                 for f, rec in zip(frames, records)
             ],
         )
@@ -116,10 +141,10 @@ def write_extxyz(path, frames) -> None:
     images = []
     for numbers, positions_ang, energy_ev, forces_ev_ang, info in frames:
         atoms = ase.Atoms(numbers=numbers, positions=positions_ang)
-        atoms.info["REF_energy"] = energy_ev
+        atoms.info[REF_ENERGY] = energy_ev
         atoms.info.update({k: v for k, v in info.items() if v is not None})
         if forces_ev_ang is not None:
-            atoms.arrays["REF_forces"] = np.asarray(forces_ev_ang)
+            atoms.arrays[REF_FORCES] = np.asarray(forces_ev_ang)
         images.append(atoms)
     ase.io.write(str(path), images, format="extxyz")
 
@@ -132,13 +157,13 @@ def summary(rec: dict) -> str:
         f"{rec['name']}  ({len(rec['symbols'])} atoms, charge {rec['charge']}, multiplicity {rec['multiplicity']})",
         f"  e_tot      {rec['e_tot']:.10f} Eh",
         f"  e_delta    {rec['e_delta']:.10f} Eh",
-        f"  HOMO {fmt(rec['homo'])}   LUMO {fmt(rec['lumo'])}   gap {fmt(rec['gap'])}",
+        f"  HOMO {fmt(rec['homo_ev'])}   LUMO {fmt(rec['lumo_ev'])}   gap {fmt(rec['gap_ev'])}",
         f"  converged  {conv} after {rec['cycles']} cycles"
         + (f" (retries: {', '.join(a[0] for a in rec['scf_attempts'][1:])})" if len(rec["scf_attempts"]) > 1 else ""),
     ]
-    if rec["forces"] is not None:
+    if rec["forces_ev_ang"] is not None:
         lines.append("  forces (eV/Å):")
-        for sym, f in zip(rec["symbols"], rec["forces"]):
+        for sym, f in zip(rec["symbols"], rec["forces_ev_ang"]):
             lines.append(f"    {sym:<2s} {f[0]:12.6f} {f[1]:12.6f} {f[2]:12.6f}")
     lines.append(f"  wall time  {rec['wall_s']:.1f} s")
     return "\n".join(lines)

@@ -42,10 +42,6 @@ def _one_torch_thread():
         lib.num_threads(pyscf_threads)
 
 
-def _basis_key(name) -> str:
-    return str(name).lower().replace("-", "").replace("_", "") if isinstance(name, str) else repr(name)
-
-
 class DeePKSCorrection(lib.StreamObject):
     """The correction for one molecule: projector overlaps, e_delta, v_delta and its nuclear gradient.
 
@@ -220,14 +216,15 @@ def attach(mf, model: CorrectionModel):
 
     Args:
         mf: ``pyscf.dft.RKS`` (or ``scf.RHF``), optionally density-fitted.
-        model: a correction model; its ``settings['basis']``, when set, must match ``mf.mol.basis``.
+        model: a correction model, compatible with the molecule's basis, the object's base functional and
+            the elements (:meth:`~deepks_es.model.CorrectionModel.check_compatible`).
 
     Returns:
         the same object with the correction mixin (a new class; ``mf.undo_deepks()`` reverts).
 
     Raises:
-        DeePKSInputError: unrestricted/open-shell objects, a basis other than the model's, or an element
-            the model lacks.
+        DeePKSInputError: unrestricted/open-shell objects, a basis or base functional other than the
+            model's, or an element the model lacks.
     """
     from pyscf import scf
 
@@ -235,12 +232,7 @@ def attach(mf, model: CorrectionModel):
         raise DeePKSInputError(
             f"the DeePKS correction supports restricted closed-shell SCF (RKS/RHF), got {mf.__class__.__name__}"
         )
-    basis = model.settings.get("basis")
-    if basis is not None and _basis_key(basis) != _basis_key(mf.mol.basis):
-        raise DeePKSInputError(
-            f"the model was trained in basis {basis}, the molecule uses {mf.mol.basis}; use --basis {basis} "
-            "or a model trained for this basis"
-        )
+    model.check_compatible(basis=mf.mol.basis, xc=getattr(mf, "xc", None), numbers=mf.mol.atom_charges())
     if isinstance(mf, _DeePKS):
         mf = mf.undo_deepks()
     obj = SCFWithDeePKS(mf, DeePKSCorrection(mf.mol, model))

@@ -6,36 +6,48 @@ Layout::
                            (method, basis, xc, model_sha256, grid_level, density_fit, ...; values that are
                            not str/int/float/bool are JSON strings, their names listed in attr json_fields)
     /frames/<key>          one group per frame, <key> = :func:`frame_key`
-        attrs              name, source, charge, multiplicity, converged, cycles, error, complete
-        datasets           numbers, positions_ang, e_tot, forces, mo_energy, mo_occ, homo, lumo, gap, wall_s,
-                           and the optional e_tot_std, force_std, max_devi_f, dm, fock, ovlp, mo_coeff;
-                           a field that is None is not stored; each quantity with a unit has a ``units`` attr
+        attrs              :data:`deepks_es.keys.RECORD_ATTRS` and ``complete``
+        datasets           :data:`deepks_es.keys.RECORD_DATASETS` (shapes and units there); a field that is
+                           None is not stored; each quantity with a unit has a ``units`` attr
 
 Units: atomic units (Eh, Eh/bohr) except ``positions_ang`` (Å), as the structures were read;
 ``forces`` = -gradient.
 
-Crash safety (a SIGKILL at any moment loses at most the frames in flight): the store has a single
-writer, which never writes the HDF5 file in place. :meth:`LabelStore.write` puts each finished record in
-its own small HDF5 file ``<store>.journal/<key>.h5``, written under a temporary name and renamed, so a
-record is either whole or absent. :meth:`LabelStore.merge` (at the end of a batch, and when a writer
-reopens a store after a kill) copies the store to a temporary file, adds the journal's records, renames
-the copy over the store and only then deletes the journal; a kill during a merge leaves the old store and
-the journal intact, and a repeated merge replaces rather than duplicates. Readers see the store and the
-journal together. A merge copies the whole file once per batch (cheap beside the SCF runs).
+One writer at a time: every write and merge happens under the store's writer lock, an OS file lock
+(``flock``) on ``<store>.lock``, which the file also names (pid, host, start time, command). A batch holds
+it from before it decides which frames to compute until its final merge, so a second ``deepks-es label``
+on the same store stops at once with a one-line error naming the holder: two runs never compute a frame
+twice or lose one. The OS releases the lock when its holder dies, so a killed run never leaves the store
+locked. (``flock`` is not reliable on some network file systems: keep stores on local disk there.)
+
+Crash safety (a SIGKILL at any moment loses at most the frames in flight): the writer never writes the
+HDF5 file in place. :meth:`LabelStore.write` puts each finished record in its own small HDF5 file
+``<store>.journal/<key>.h5``, written under a temporary name and renamed, so a record is either whole or
+absent. A merge (when a writer takes the lock, picking up what a killed run left, and when it lets go)
+copies the store to a temporary file, adds the journal's records, renames the copy over the store and only
+then deletes the journal; a kill during a merge leaves the old store and the journal intact, and a
+repeated merge replaces rather than duplicates. Readers take no lock: they see the store and the journal
+together, and read again if a merge moved journal records into the store while they read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
+import sys
+import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from .errors import DeePKSInputError
+from .keys import MATRIX_KEYS, RECORD_ATTRS, RECORD_DATASETS
 
 FORMAT = "deepks-es-labels"
 FORMAT_VERSION = 1
@@ -43,43 +55,11 @@ FORMAT_VERSION = 1
 #: metadata fields that must agree between the store and a run that adds to it
 IDENTITY_FIELDS = ("method", "basis", "xc", "model_sha256", "grid_level", "density_fit")
 
-#: record fields stored as group attrs: name -> type
-ATTR_FIELDS = {
-    "name": str,  # <file stem> or <file stem>:<index>
-    "source": str,  # the structure file
-    "charge": int,  # e
-    "multiplicity": int,  # 2S+1
-    "converged": bool,
-    "cycles": int,  # SCF cycles
-    "error": str,  # "" when fine
-}
-
-#: record fields stored as datasets: name -> (dtype, units); shapes in the comments
-DATASET_FIELDS = {
-    "numbers": ("int64", ""),  # (natm,)
-    "positions_ang": ("float64", "angstrom"),  # (natm, 3)
-    "e_tot": ("float64", "Eh"),  # (), nan for a failed frame
-    "forces": ("float64", "Eh/bohr"),  # (natm, 3) = -gradient
-    "mo_energy": ("float64", "Eh"),  # (nmo,)
-    "mo_occ": ("float64", ""),  # (nmo,)
-    "homo": ("float64", "Eh"),  # ()
-    "lumo": ("float64", "Eh"),  # ()
-    "gap": ("float64", "Eh"),  # ()
-    "wall_s": ("float64", "s"),  # ()
-    # optional: committee spread
-    "e_tot_std": ("float64", "Eh"),  # ()
-    "force_std": ("float64", "Eh/bohr"),  # (natm,)
-    "max_devi_f": ("float64", "Eh/bohr"),  # ()
-    # optional: matrices
-    "dm": ("float64", ""),  # (nao, nao)
-    "fock": ("float64", "Eh"),  # (nao, nao)
-    "ovlp": ("float64", ""),  # (nao, nao)
-    "mo_coeff": ("float64", ""),  # (nao, nmo)
-}
+#: size of the holder's name in the lock file (bytes)
+LOCK_RECORD_BYTES = 512
 
 #: fields a record passed to :meth:`LabelStore.write` must have (the others may be missing or None)
-REQUIRED_FIELDS = ("key", *ATTR_FIELDS, "numbers", "positions_ang", "e_tot", "wall_s")
-MATRIX_FIELDS = ("dm", "fock", "ovlp", "mo_coeff")
+REQUIRED_FIELDS = ("key", *RECORD_ATTRS, "numbers", "positions_ang", "e_tot", "wall_s")
 
 
 def frame_key(numbers, positions_ang, charge, multiplicity, method: str, basis: str, model_sha256) -> str:
@@ -114,24 +94,34 @@ def _plain(value):
     return json.loads(json.dumps(value, default=lambda o: o.tolist()))
 
 
+def is_failed(record: dict) -> bool:
+    """A record whose ``error`` is set or whose ``e_tot`` is not finite."""
+    return bool(record["error"]) or not np.isfinite(record["e_tot"])
+
+
 class LabelStore:
-    """A label store on disk; see the module docstring for layout, units and crash safety.
+    """A label store on disk; see the module docstring for layout, units, the lock and crash safety.
 
     Args:
         path: the HDF5 file.
         metadata: None to open an existing store (for export and reading). Otherwise the run's settings:
             the store is created with them when ``path`` does not exist; an existing store must agree on
-            :data:`IDENTITY_FIELDS`.
+            :data:`IDENTITY_FIELDS`, and what a killed writer left is merged.
 
     Raises:
-        DeePKSInputError: ``path`` missing (with ``metadata=None``) or not a label store, or an identity
-            field differing from the store's.
+        DeePKSInputError: ``path`` missing (with ``metadata=None``), not a label store, truncated or
+            damaged; an identity field differing from the store's; with ``metadata``, the store being
+            written by another run (the message names it).
     """
 
     def __init__(self, path, metadata: dict | None = None):
         self.path = Path(path)
+        self._lock_fd = None
+        self._lock_depth = 0
         if metadata is not None and not self.path.exists():
-            self._create(metadata)
+            with self.lock():
+                if not self.path.exists():
+                    self._create(metadata)
         self._metadata = self._read_metadata()
         if metadata is not None:
             for field in IDENTITY_FIELDS:
@@ -162,12 +152,27 @@ class LabelStore:
             f.create_group("frames")
         os.replace(tmp, self.path)
 
+    @contextlib.contextmanager
+    def _open(self):
+        """The store file, read-only; a damaged file is named as such."""
+        try:
+            f = h5py.File(self.path, "r")
+        except FileNotFoundError:
+            raise DeePKSInputError(f"label store {self.path} not found; check the path (labelling writes it)") from None
+        except OSError as exc:
+            raise DeePKSInputError(
+                f"label store {self.path} is truncated or damaged ({str(exc).splitlines()[0]}); restore it from a "
+                "copy, or move it away and label again into a new --store"
+            ) from None
+        with f:
+            yield f
+
     def _read_metadata(self) -> dict:
         if not self.path.is_file():
             raise DeePKSInputError(f"label store {self.path} not found; check the path (labelling writes it)")
         if not h5py.is_hdf5(self.path):
             raise DeePKSInputError(f"{self.path} is not an HDF5 file, so not a label store; check the --store path")
-        with h5py.File(self.path, "r") as f:
+        with self._open() as f:
             attrs = {name: value.item() if isinstance(value, np.generic) else value for name, value in f.attrs.items()}
             if attrs.get("format") != FORMAT or "frames" not in f:
                 raise DeePKSInputError(
@@ -193,71 +198,151 @@ class LabelStore:
         """Folder of records written since the last merge."""
         return self.path.with_name(self.path.name + ".journal")
 
+    @property
+    def lock_path(self) -> Path:
+        """The lock file (it stays on disk; only the OS lock on it counts)."""
+        return self.path.with_name(self.path.name + ".lock")
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the writer lock (re-entrant within this object). Taking it merges what a killed writer left;
+        letting go merges this writer's journal.
+
+        Raises:
+            DeePKSInputError: another process (or another LabelStore object) holds it; the message names it.
+        """
+        if self._lock_depth == 0:
+            self._acquire()
+        self._lock_depth += 1
+        try:
+            if self._lock_depth == 1:
+                self._merge_journal()
+            yield self
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0:
+                try:
+                    self._merge_journal()
+                finally:
+                    os.close(self._lock_fd)  # releases the flock
+                    self._lock_fd = None
+
+    def _acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = ""
+            for _ in range(20):  # the holder writes its name right after taking the lock
+                holder = os.pread(fd, LOCK_RECORD_BYTES, 0).decode(errors="replace").strip()
+                if holder:
+                    break
+                time.sleep(0.05)
+            os.close(fd)
+            raise DeePKSInputError(
+                f"label store {self.path} is being written by {holder or 'another process'}; a store has one "
+                "writer at a time: wait for that run to finish (then rerun: finished frames are skipped) or give "
+                "another --store"
+            ) from None
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        holder = f"pid {os.getpid()} on {socket.gethostname()} since {started} ({' '.join(sys.argv)[:300]})"
+        # one fixed-size write, so a reader never sees a half-written or empty name after the first
+        os.pwrite(fd, holder.encode()[:LOCK_RECORD_BYTES].ljust(LOCK_RECORD_BYTES), 0)
+        self._lock_fd = fd
+
     def _journal_files(self) -> dict:
         return {p.stem: p for p in sorted(self.journal.glob("*.h5"))} if self.journal.is_dir() else {}
 
-    def _iter_groups(self, keys=None):
-        """(key, group) of every complete record, or of those among ``keys``; a journal record replaces
-        the store's. The store file is opened once and each journal file while its group is in use, so a
-        group is valid only until the next one is yielded."""
-        journal = self._journal_files()
-        with h5py.File(self.path, "r") as f:
-            frames = f["frames"]
-            for key in frames if keys is None else keys:
-                group = None if key in journal else frames.get(key)
-                if group is not None and group.attrs.get("complete", False):
-                    yield key, group
-        for key, path in journal.items():
-            if keys is None or key in keys:
-                with h5py.File(path, "r") as src:
-                    yield key, src["record"]
+    def _scan(self, read, keys=None) -> dict:
+        """``{key: read(key, group)}`` over the complete records, or those among ``keys``; a journal record
+        replaces the store's. Read again (a consistent snapshot) when a merge moved journal records into
+        the store meanwhile."""
+        for _ in range(10):
+            journal = self._journal_files()
+            out = {}
+            with self._open() as f:
+                frames = f["frames"]
+                for key in frames if keys is None else keys:
+                    group = None if key in journal else frames.get(key)
+                    if group is not None and group.attrs.get("complete", False):
+                        out[key] = read(key, group)
+            try:
+                for key, path in journal.items():
+                    if keys is None or key in keys:
+                        with h5py.File(path, "r") as src:
+                            out[key] = read(key, src["record"])
+            except FileNotFoundError:  # merged into the store by the writer while we read
+                continue
+            return out
+        raise DeePKSInputError(f"label store {self.path} kept changing while being read; try again")
 
     def keys(self) -> list:
         """Sorted keys of the complete records (store and journal)."""
-        return sorted(key for key, _ in self._iter_groups())
+        return sorted(self._scan(lambda key, group: None))
 
     def __contains__(self, key) -> bool:
-        return any(True for _ in self._iter_groups([key]))
+        return bool(self._scan(lambda key, group: None, [key]))
 
     def __len__(self) -> int:
         return len(self.keys())
 
+    def contents(self) -> dict:
+        """``{key: (failed, names of the stored datasets)}`` of every complete record, from one scan (what a
+        rerun needs to decide which frames lack outputs now asked for)."""
+
+        def read(key, group):
+            failed = bool(group.attrs["error"]) or not np.isfinite(group["e_tot"][()])
+            return failed, frozenset(group.keys())
+
+        return self._scan(read)
+
     def write(self, record: dict, overwrite: bool = False) -> None:
-        """Add one record (see :data:`ATTR_FIELDS`, :data:`DATASET_FIELDS`; fields that are None or
-        missing, other than :data:`REQUIRED_FIELDS`, are not stored) to the journal, atomically.
+        """Add one record (see :data:`~deepks_es.keys.RECORD_ATTRS`, :data:`~deepks_es.keys.RECORD_DATASETS`;
+        fields that are None or missing, other than :data:`REQUIRED_FIELDS`, are not stored) to the journal,
+        atomically, under the writer lock (taken here unless held, and then merged at once: batches hold
+        the lock around all their writes).
 
         Raises:
             ValueError: a required field is missing, or ``record['key']`` is already stored and
                 ``overwrite`` is False (pass True to replace it, e.g. to retry a failed frame).
+            DeePKSInputError: another run holds the writer lock.
         """
         missing = [name for name in REQUIRED_FIELDS if name not in record]
         if missing:
             raise ValueError(f"record lacks the fields {missing}")
         key = record["key"]
-        if not overwrite and key in self:
-            raise ValueError(
-                f"frame {key} ({record['name']}) is already in {self.path}; pass overwrite=True to replace it"
-            )
-        self.journal.mkdir(exist_ok=True)
-        tmp = self.journal / f"{key}.h5.tmp"
-        with h5py.File(tmp, "w") as f:
-            group = f.create_group("record")
-            for name, kind in ATTR_FIELDS.items():
-                group.attrs[name] = kind(record[name])
-            for name, (dtype, units) in DATASET_FIELDS.items():
-                if record.get(name) is not None:
-                    dataset = group.create_dataset(name, data=np.asarray(record[name], dtype=dtype))
-                    if units:
-                        dataset.attrs["units"] = units
-            group.attrs["complete"] = True
-        os.replace(tmp, self.journal / f"{key}.h5")
+        with self.lock():
+            if not overwrite and key in self:
+                raise ValueError(
+                    f"frame {key} ({record['name']}) is already in {self.path}; pass overwrite=True to replace it"
+                )
+            self.journal.mkdir(exist_ok=True)
+            tmp = self.journal / f"{key}.h5.tmp"
+            with h5py.File(tmp, "w") as f:
+                group = f.create_group("record")
+                for name, (kind, _) in RECORD_ATTRS.items():
+                    group.attrs[name] = kind(record[name])
+                for name, (dtype, _, units) in RECORD_DATASETS.items():
+                    if record.get(name) is not None:
+                        dataset = group.create_dataset(name, data=np.asarray(record[name], dtype=dtype))
+                        if units:
+                            dataset.attrs["units"] = units
+                group.attrs["complete"] = True
+            os.replace(tmp, self.journal / f"{key}.h5")
 
-    def merge(self) -> int:
-        """Fold the journal into the store file (copy, add, rename, then delete the journal).
+    def merge(self) -> None:
+        """Fold the journal into the store file, under the writer lock.
 
-        Returns:
-            the number of records merged.
+        Raises:
+            DeePKSInputError: another run holds the writer lock.
         """
+        with self.lock():
+            pass  # taking and letting go of the lock merge
+
+    def _merge_journal(self) -> int:
+        """Copy the store, add the journal's records, rename the copy over the store, delete the journal
+        (the caller holds the lock). Returns the number of records merged."""
         files = self._journal_files()
         if not files:
             shutil.rmtree(self.journal, ignore_errors=True)  # only temporary files of a killed write
@@ -279,36 +364,35 @@ class LabelStore:
 
     @staticmethod
     def _read_group(key: str, group, matrices: bool) -> dict:
-        record = {"key": key, **{name: kind(group.attrs[name]) for name, kind in ATTR_FIELDS.items()}}
-        for name in DATASET_FIELDS:
-            value = group[name][()] if name in group and (matrices or name not in MATRIX_FIELDS) else None
+        record = {"key": key, **{name: kind(group.attrs[name]) for name, (kind, _) in RECORD_ATTRS.items()}}
+        for name in RECORD_DATASETS:
+            value = group[name][()] if name in group and (matrices or name not in MATRIX_KEYS) else None
             record[name] = float(value) if value is not None and np.ndim(value) == 0 else value
         return record
 
     def read(self, key: str, matrices: bool = True) -> dict:
-        """One record as written; every field of :data:`ATTR_FIELDS` and :data:`DATASET_FIELDS` is present,
-        None where it was not stored (and for the matrices when ``matrices`` is False). Scalars are Python
-        float/int/bool/str, the rest numpy arrays.
+        """One record as written; every field of :data:`~deepks_es.keys.RECORD_ATTRS` and
+        :data:`~deepks_es.keys.RECORD_DATASETS` is present, None where it was not stored (and for the
+        matrices when ``matrices`` is False). Scalars are Python float/int/bool/str, the rest numpy arrays.
 
         Raises:
             KeyError: no complete record ``key``.
         """
-        for found, group in self._iter_groups([key]):
-            return self._read_group(found, group, matrices)
-        raise KeyError(f"no complete record {key} in {self.path}")
+        found = self._scan(lambda k, group: self._read_group(k, group, matrices), [key])
+        if key not in found:
+            raise KeyError(f"no complete record {key} in {self.path}")
+        return found[key]
 
     def records(self, include_unconverged=False, include_failed=False, matrices: bool = True) -> list:
         """The complete records (as :meth:`read`), sorted by (source, name).
 
-        A record is failed when its ``error`` is set or ``e_tot`` is not finite; it is unconverged when
-        not failed and not ``converged``. Both kinds are left out unless asked for.
-        ``matrices=False`` skips reading dm/fock/ovlp/mo_coeff (None), which can be large.
+        A record is failed when :func:`is_failed`; it is unconverged when not failed and not ``converged``.
+        Both kinds are left out unless asked for. ``matrices=False`` skips reading dm/fock/ovlp/mo_coeff
+        (None), which can be large.
         """
         out = []
-        for key, group in self._iter_groups():
-            record = self._read_group(key, group, matrices)
-            failed = bool(record["error"]) or not np.isfinite(record["e_tot"])
-            if include_failed if failed else (record["converged"] or include_unconverged):
+        for record in self._scan(lambda key, group: self._read_group(key, group, matrices)).values():
+            if include_failed if is_failed(record) else (record["converged"] or include_unconverged):
                 out.append(record)
         return sorted(out, key=lambda record: (record["source"], record["name"]))
 
@@ -331,24 +415,28 @@ def import_labels(frames, e_tot, forces, path, method: str, basis: str, referenc
         raise DeePKSInputError(f"import_labels: {len(frames)} frames but {len(e_tot)} energies / forces")
     meta = {"method": method, "basis": basis, "xc": "", "model_sha256": [], "grid_level": -1, "density_fit": False}
     store = LabelStore(path, {**meta, "reference": reference})
-    for i, frame in enumerate(frames):
-        key = frame_key(frame.numbers, frame.positions_ang, frame.charge, frame.multiplicity, method, basis, [])
-        record = {
-            "key": key,
-            "name": frame.name,
-            "source": frame.source,
-            "charge": frame.charge,
-            "multiplicity": frame.multiplicity,
-            "converged": True,
-            "cycles": 0,
-            "error": "",
-            "numbers": np.asarray(frame.numbers),
-            "positions_ang": np.asarray(frame.positions_ang),
-            "e_tot": float(e_tot[i]),
-            "forces": None if forces is None else np.asarray(forces[i], dtype=float),
-            "wall_s": 0.0,
-        }
-        if key not in store:
-            store.write(record)
-    store.merge()
+    with store.lock():
+        stored = set(store.keys())
+        for i, frame in enumerate(frames):
+            key = frame_key(frame.numbers, frame.positions_ang, frame.charge, frame.multiplicity, method, basis, [])
+            if key in stored:
+                continue
+            store.write(
+                {
+                    "key": key,
+                    "name": frame.name,
+                    "source": frame.source,
+                    "charge": frame.charge,
+                    "multiplicity": frame.multiplicity,
+                    "converged": True,
+                    "cycles": 0,
+                    "error": "",
+                    "numbers": np.asarray(frame.numbers),
+                    "positions_ang": np.asarray(frame.positions_ang),
+                    "e_tot": float(e_tot[i]),
+                    "forces": None if forces is None else np.asarray(forces[i], dtype=float),
+                    "wall_s": 0.0,
+                },
+                overwrite=True,
+            )
     return store

@@ -63,25 +63,45 @@ def frame_from_record(record: dict) -> Frame:
     )
 
 
-def _spin_from_info(info: dict):
-    if "multiplicity" in info:
-        return int(info["multiplicity"])
-    if "mult" in info:
-        return int(info["mult"])
-    if "spin" in info:  # PySCF convention: 2S
-        return int(info["spin"]) + 1
-    return None
+def _integer(value, what: str, where: str) -> int:
+    """An integer from a comment-line field or flag (``charge=0``, ``multiplicity=1``)."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not (number and float(value).is_integer()):
+        value = value.item() if isinstance(value, np.generic) else value
+        raise DeePKSInputError(f"{where}: {what}={value!r} is not an integer; write e.g. charge=0 multiplicity=1")
+    return int(value)
+
+
+def _charge_and_multiplicity(info: dict, charge, multiplicity, where: str) -> tuple:
+    """(charge, multiplicity): the flags when given, else the comment line (``charge=``,
+    ``multiplicity=``/``mult=``, or PySCF's ``spin=`` = 2S), else 0 and 1."""
+    if charge is None:
+        charge = info.get("charge", 0)
+    if multiplicity is None:
+        if "multiplicity" in info or "mult" in info:
+            multiplicity = info.get("multiplicity", info.get("mult"))
+        elif "spin" in info:
+            multiplicity = _integer(info["spin"], "spin", where) + 1
+        else:
+            multiplicity = 1
+    return _integer(charge, "charge", where), _integer(multiplicity, "multiplicity", where)
 
 
 def check_frame(frame: Frame, restricted: bool = True) -> Frame:
-    """Validate electron count, spin and interatomic distances.
+    """Validate coordinates, electron count, spin and interatomic distances.
 
     Raises:
-        DeePKSInputError: odd electron count with multiplicity 1 (or parity mismatch), an open shell when
-            ``restricted``, or two atoms closer than 0.5 Å.
+        DeePKSInputError: a coordinate that is not finite, no electrons, a multiplicity below 1, odd
+            electron count with multiplicity 1 (or parity mismatch), an open shell when ``restricted``, or
+            two atoms closer than 0.5 Å.
     """
     where = f"{frame.source} ({frame.name})"
+    if not np.isfinite(frame.positions_ang).all():
+        bad = int(np.argwhere(~np.isfinite(frame.positions_ang))[0, 0])
+        raise DeePKSInputError(f"{where}: atom {bad} has a coordinate that is not a finite number; fix the file")
     nelec, mult = frame.nelectron, frame.multiplicity
+    if nelec < 1:
+        raise DeePKSInputError(f"{where}: charge {frame.charge} leaves {nelec} electrons; check charge= or --charge")
     if mult < 1 or (nelec - (mult - 1)) % 2 != 0 or nelec < mult - 1:
         raise DeePKSInputError(
             f"{where}: {nelec} electrons cannot have multiplicity {mult}; give the right charge/multiplicity "
@@ -160,8 +180,8 @@ def read_frames(
         list of :class:`Frame`.
 
     Raises:
-        DeePKSInputError: a missing or unreadable file or folder; with ``check``, a periodic frame or a
-            frame failing :func:`check_frame`.
+        DeePKSInputError: a missing or unreadable file or folder, a charge or multiplicity that is not an
+            integer; with ``check``, a periodic frame or a frame failing :func:`check_frame`.
     """
     frames = []
     for path in _expand(paths):
@@ -176,10 +196,10 @@ def read_frames(
                 source=str(path),
                 numbers=np.asarray(atoms.numbers, dtype=int),
                 positions_ang=np.asarray(atoms.positions, dtype=float),
-                charge=int(charge if charge is not None else info.get("charge", 0)),
-                multiplicity=int(multiplicity if multiplicity is not None else (_spin_from_info(info) or 1)),
                 info=info,
             )
+            where = f"{path} ({frame.name})"
+            frame.charge, frame.multiplicity = _charge_and_multiplicity(info, charge, multiplicity, where)
             try:
                 if atoms.pbc.any():
                     raise DeePKSInputError(
@@ -193,6 +213,28 @@ def read_frames(
                 frame.error = str(exc)
             frames.append(frame)
     return frames
+
+
+def check_basis(basis) -> None:
+    """Refuse, before any compute, a basis name PySCF cannot load (tried for H, in every water).
+
+    Raises:
+        DeePKSInputError: naming the value and the fix.
+    """
+    import warnings
+
+    from pyscf import gto
+
+    try:
+        if not isinstance(basis, str) or not basis.strip():
+            raise ValueError("not a name")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PySCF suggests installing basis-set-exchange
+            if not gto.basis.load(basis, "H"):
+                raise KeyError("no functions for H")
+    except Exception as exc:  # PySCF raises several types for unknown names and unreadable basis files
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DeePKSInputError(f"--basis {basis!r} is not a basis PySCF knows ({msg}); use e.g. cc-pVDZ") from None
 
 
 def frame_to_mol(frame: Frame, basis: str = "cc-pVDZ", verbose: int = 0):

@@ -15,7 +15,6 @@ import copy
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,34 +24,7 @@ from .dataset import make_batches, predict
 from .errors import DeePKSInputError
 from .losses import TERMS, frame_losses, homo_lumo_gap, total_loss
 from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
-
-
-@dataclass
-class TrainOptions:
-    """Optimiser settings (see the YAML reference in README.md).
-
-    Attributes:
-        epochs: passes over the training frames.
-        lr, lr_final: Adam learning rate at the first and the last epoch (exponential decay between).
-        batch_size: frames per optimiser step (frames of one composition are stacked).
-        weights: loss weights by term (:data:`deepks_es.losses.TERMS`).
-        n_virt: virtual orbitals in the eigenvalue/eigenvector terms.
-        skip_core: leave the chemical-core orbitals out of the eigenvalue/eigenvector terms.
-        seed: initialisation and shuffling.
-        prefit: descriptor statistics and energy shift before training (new models).
-        checkpoint_every: epochs between checkpoints.
-    """
-
-    epochs: int = 500
-    lr: float = 1e-3
-    lr_final: float = 1e-5
-    batch_size: int = 16
-    weights: dict = field(default_factory=dict)
-    n_virt: int = 1
-    skip_core: bool = False
-    seed: int = 0
-    prefit: bool = True
-    checkpoint_every: int = 50
+from .settings import LossSettings, TrainSettings
 
 
 @torch.no_grad()
@@ -135,12 +107,25 @@ def kept_entry(history: list) -> dict:
     return next((e for e in history if e.get("kept")), history[-1])
 
 
-def train(model, train_frames, valid_frames, opts: TrainOptions, checkpoint=None, log=print, progress=True) -> list:
+def train(
+    model,
+    train_frames,
+    valid_frames,
+    opts: TrainSettings,
+    losses: LossSettings,
+    seed: int = 0,
+    checkpoint=None,
+    log=print,
+    progress=True,
+) -> list:
     """Train ``model`` in place.
 
     Args:
         train_frames, valid_frames: :class:`~deepks_es.dataset.FrameData` lists (valid may be empty).
-        opts: :class:`TrainOptions`.
+        opts: the optimiser (:class:`~deepks_es.settings.TrainSettings`; ``valid_fraction`` is the
+            caller's).
+        losses: the loss weights and orbital ranges (:class:`~deepks_es.settings.LossSettings`).
+        seed: initialisation and shuffling.
         checkpoint: file for the resumable training state, or None.
         log: one line per ``checkpoint_every`` epochs.
 
@@ -160,9 +145,9 @@ def train(model, train_frames, valid_frames, opts: TrainOptions, checkpoint=None
             f"frames {', '.join(mismatch[:3])} were built for another projector than the model's "
             f"({model.projector}); load them with load_frames(..., projector=model.projector)"
         )
-    weights = {t: float(opts.weights.get(t, 0.0)) for t in TERMS}
+    weights = losses.weights
     terms = [t for t in TERMS if weights[t] > 0]
-    torch.manual_seed(opts.seed)
+    torch.manual_seed(seed)
     batches = make_batches(train_frames, opts.batch_size)
     valid = make_batches(valid_frames, opts.batch_size)
     optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
@@ -179,7 +164,7 @@ def train(model, train_frames, valid_frames, opts: TrainOptions, checkpoint=None
         log(f"resuming training at epoch {start} from {checkpoint}")
     elif opts.prefit:
         prefit(model, batches)
-    rng = np.random.default_rng(opts.seed + start)
+    rng = np.random.default_rng(seed + start)
     ntrain = sum(len(b) for b in batches)
     t0 = time.perf_counter()
     bar = tqdm(range(start, opts.epochs), desc="training", unit="epoch", disable=not progress)
@@ -188,8 +173,8 @@ def train(model, train_frames, valid_frames, opts: TrainOptions, checkpoint=None
         for i in rng.permutation(len(batches)):
             b = batches[i]
             optim.zero_grad()
-            losses = frame_losses(predict(model, b), b, terms, opts.n_virt, opts.skip_core)
-            loss = total_loss(losses, weights) / ntrain
+            terms_b = frame_losses(predict(model, b), b, terms, losses.n_virt, losses.skip_core)
+            loss = total_loss(terms_b, weights) / ntrain
             loss.backward()
             optim.step()
         sched.step()
@@ -200,10 +185,10 @@ def train(model, train_frames, valid_frames, opts: TrainOptions, checkpoint=None
                 "epoch": epoch + 1,
                 "lr": float(sched.get_last_lr()[0]),
                 "wall_s": time.perf_counter() - t0,
-                "train": evaluate(model, batches, weights, opts.n_virt, opts.skip_core),
+                "train": evaluate(model, batches, weights, losses.n_virt, losses.skip_core),
             }
             if valid:
-                entry["valid"] = evaluate(model, valid, weights, opts.n_virt, opts.skip_core)
+                entry["valid"] = evaluate(model, valid, weights, losses.n_virt, losses.skip_core)
             model.train()
             history.append(entry)
             v = entry.get("valid", entry["train"])

@@ -25,30 +25,16 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from .config import Config
 from .dataset import core_orbitals, geometry_key, load_frames, structure_keys
 from .errors import DeePKSInputError
 from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
-from .train import TrainOptions, kept_entry, train
-
-
-def _options(cfg: dict, seed: int, epochs: int | None = None, lr_scale: float = 1.0, prefit=None) -> TrainOptions:
-    t, w = cfg["train"], cfg["losses"]
-    return TrainOptions(
-        epochs=int(epochs or t["epochs"]),
-        lr=float(t["lr"]) * lr_scale,
-        lr_final=float(t["lr_final"]) * lr_scale,
-        batch_size=int(t["batch_size"]),
-        weights={k: float(v) for k, v in w.items() if k not in ("n_virt", "skip_core")},
-        n_virt=int(w["n_virt"]),
-        skip_core=bool(w["skip_core"]),
-        seed=int(seed),
-        prefit=bool(t["prefit"]) if prefit is None else prefit,
-        checkpoint_every=int(t["checkpoint_every"]),
-    )
+from .train import kept_entry, train
 
 
 def _is_valid(key: str, fraction: float) -> bool:
@@ -62,55 +48,44 @@ def split(frames: list, fraction: float) -> tuple[list, list]:
     return [f for f in frames if not _is_valid(f.key, fraction)], valid
 
 
-def _new_model(cfg: dict, frames: list):
+def _new_model(cfg: Config, frames: list):
     from .model import build_model, load_model
 
-    if cfg["init_model"]:
-        return load_model(cfg["init_model"]), False
+    if cfg.init_model:
+        return load_model(cfg.init_model), False
     elements = sorted({int(z) for f in frames for z in f.numbers})
-    args = {k: v for k, v in cfg["model"].items() if k != "kind"}
-    return build_model(cfg["model"].get("kind", "mlp"), elements=elements, **args), True
+    args = {k: v for k, v in cfg.model.items() if k != "kind"}
+    return build_model(cfg.model["kind"], elements=elements, **args), True
 
 
-def _save(model, path: Path, cfg: dict, history: list, data: dict) -> str:
+def _save(model, path: Path, cfg: Config, history: list, data: dict) -> str:
     from .model import save_model
 
     tmp = path.with_suffix(".tmp.pt")
     sha = save_model(
         model,
         tmp,
-        basis=cfg["basis"],
-        xc=cfg["xc"],
+        basis=cfg.basis,
+        xc=cfg.xc,
         trained=True,
-        description=cfg["description"],
-        training={"config": _plain_config(cfg), "data": data, "history": history},
+        description=cfg.description,
+        training={"config": cfg.plain(), "data": data, "history": history},
     )
     os.replace(tmp, path)
     return sha
 
 
-def _plain_config(cfg: dict) -> dict:
-    """The config with paths reduced to their names (a checkpoint must not depend on where it was made)."""
-    out = dict(cfg)
-    for key in ("target", "frames"):
-        out[key] = [Path(p).name for p in cfg[key]]
-    out["base"] = [Path(p).name for p in cfg["base"]] if cfg["base"] else None
-    for key in ("workdir", "base_model", "init_model"):
-        out[key] = Path(cfg[key]).name if cfg[key] else None
-    return out
-
-
-def _training_projector(cfg: dict):
-    """The projector of the model a config trains: the init model's, or that of a new ``cfg['model']``."""
+def _training_projector(cfg: Config):
+    """The projector of the model a config trains: the init model's, or that of a new ``cfg.model``."""
     from .model import MODELS, load_model
 
-    if cfg["init_model"]:
-        return load_model(cfg["init_model"]).projector
-    return MODELS[cfg["model"].get("kind", "mlp")].make_projector(cfg["model"].get("projector"))
+    if cfg.init_model:
+        return load_model(cfg.init_model).projector
+    return MODELS[cfg.model["kind"]].make_projector(cfg.model.get("projector"))
 
 
-def _load(cfg, base, base_model, keys, log, projector):
-    frames, skipped = load_frames(base, cfg["target"], base_model=base_model, keys=keys, projector=projector)
+def _load(cfg: Config, base, base_model, keys, log, projector):
+    frames, skipped = load_frames(base, cfg.target, base_model=base_model, keys=keys, projector=projector)
     if skipped:
         log(f"{len(skipped)} base frames have no converged target label and are left out: {', '.join(skipped[:5])}")
     if not frames:
@@ -118,22 +93,22 @@ def _load(cfg, base, base_model, keys, log, projector):
     return frames
 
 
-def run_train(cfg: dict, seeds=None, log=print, progress=True) -> list:
-    """``deepks-es train``: one model per seed from ``cfg['base']`` and ``cfg['target']``.
+def run_train(cfg: Config, seeds=None, log=print, progress=True) -> list:
+    """``deepks-es train``: one model per seed from ``cfg.base`` and ``cfg.target``.
 
     Returns:
         the written checkpoint paths (``workdir/model.pt`` for one seed, ``model.seed<S>.pt`` for several).
     """
     from .model import load_model
 
-    workdir = Path(cfg["workdir"])
+    workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    base_model = load_model(cfg["base_model"]) if cfg["base_model"] else None
-    keys = structure_keys(cfg["frames"]) if cfg["frames"] else None
-    frames = _load(cfg, cfg["base"], base_model, keys, log, _training_projector(cfg))
-    train_frames, valid_frames = split(frames, float(cfg["train"]["valid_fraction"]))
+    base_model = load_model(cfg.base_model) if cfg.base_model else None
+    keys = structure_keys(cfg.frames) if cfg.frames else None
+    frames = _load(cfg, cfg.base, base_model, keys, log, _training_projector(cfg))
+    train_frames, valid_frames = split(frames, cfg.train.valid_fraction)
     log(f"{len(train_frames)} training and {len(valid_frames)} validation frames")
-    seeds = list(seeds or cfg["seeds"])
+    seeds = list(seeds or cfg.seeds)
     paths = []
     for seed in seeds:
         out = workdir / ("model.pt" if len(seeds) == 1 else f"model.seed{seed}.pt")
@@ -145,8 +120,9 @@ def run_train(cfg: dict, seeds=None, log=print, progress=True) -> list:
 
         torch.manual_seed(seed)
         model, new = _new_model(cfg, frames)
-        opts = _options(cfg, seed, prefit=new and cfg["train"]["prefit"])
-        history = train(model, train_frames, valid_frames, opts, workdir / f"train.seed{seed}.ckpt", log, progress)
+        opts = replace(cfg.train, prefit=new and cfg.train.prefit)
+        ckpt = workdir / f"train.seed{seed}.ckpt"
+        history = train(model, train_frames, valid_frames, opts, cfg.losses, seed, ckpt, log, progress)
         data = {"train": [f.name for f in train_frames], "valid": [f.name for f in valid_frames], "seed": seed}
         sha = _save(model, out, cfg, history, data)
         log(f"wrote {out} (sha256 {sha[:16]}...)")
@@ -208,14 +184,12 @@ def target_records(paths) -> dict:
     return out
 
 
-def run_labels(
-    frames, store_path, method: str, model_path=None, workers=1, threads=2, progress=True, log=print, **spec
-):
+def run_labels(frames, store_path, method: str, model_path=None, progress=True, log=print, **spec):
     """Label ``frames`` into the resumable store ``store_path`` with the batch labeller.
 
     Args:
         method: a :data:`deepks_es.methods.METHODS` name; ``model_path`` for ``deepks``.
-        spec: further :class:`~deepks_es.methods.LabelSpec` fields (basis, forces, save_matrices, ...).
+        spec: further :class:`~deepks_es.methods.LabelSpec` fields (basis, forces, save_matrices, scf).
 
     Returns:
         the :class:`~deepks_es.store.LabelStore`.
@@ -226,28 +200,15 @@ def run_labels(
 
     spec = LabelSpec(method=method, model_paths=[str(model_path)] if model_path else [], **spec).validate()
     store = LabelStore(store_path, spec.metadata())
-    run_batch(frames, spec, store, workers=workers, threads_per_worker=threads, progress=progress, log=log)
+    run_batch(frames, spec, store, progress=progress, log=log)
     return store
 
 
-def _label(frames, cfg, store_path: Path, model_path, log, progress):
+def _label(frames, cfg: Config, store_path: Path, model_path, log, progress):
     """SCF with forces and matrices: plain base functional, or deepks with ``model_path``."""
-    scf = cfg["scf"]
-    return run_labels(
-        frames,
-        store_path,
-        "deepks" if model_path else "pbe",
-        model_path,
-        workers=int(scf["workers"]),
-        threads=int(scf["threads_per_worker"]),
-        progress=progress,
-        log=log,
-        basis=cfg["basis"],
-        forces=True,
-        density_fit=bool(scf["density_fit"]),
-        grid_level=int(scf["grid_level"]),
-        save_matrices=True,
-    )
+    method = "deepks" if model_path else cfg.xc.lower()
+    spec = dict(basis=cfg.basis, forces=True, save_matrices=True, scf=cfg.scf)
+    return run_labels(frames, store_path, method, model_path, progress=progress, log=log, **spec)
 
 
 def convergence(records: list) -> tuple[float, list]:
@@ -266,26 +227,26 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def run_iterate(cfg: dict, log=print, progress=True) -> Path:
+def run_iterate(cfg: Config, log=print, progress=True) -> Path:
     """``deepks-es iterate``: see the module docstring. Returns ``workdir/model.pt``."""
     from .structures import read_frames
 
-    workdir = Path(cfg["workdir"])
+    workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    structures = [f for f in read_frames(cfg["frames"], check=False) if not f.error]
-    it = cfg["iterate"]
-    n = int(it["iterations"])
-    seed = int(cfg["seeds"][0])
-    model_path = Path(cfg["init_model"]) if cfg["init_model"] else None
+    structures = [f for f in read_frames(cfg.frames, check=False) if not f.error]
+    it = cfg.iterate
+    n = it.iterations
+    seed = cfg.seeds[0]
+    model_path = Path(cfg.init_model) if cfg.init_model else None
     log(f"iterate: {len(structures)} structures, {n} iterations, workdir {workdir}")
     for k in range(n + 1):
         # the structures with a target label now (labels may still be accumulating in the target store)
-        targets = target_records(cfg["target"])
+        targets = target_records(cfg.target)
         frames = [f for f in structures if geometry_key(f) in targets]
         if not frames:
             raise DeePKSInputError("iterate: none of the frames has a converged label in the target store(s)")
         rng = np.random.default_rng(seed + k)
-        check = [frames[i] for i in sorted(rng.permutation(len(frames))[: int(it["check_sample"])])]
+        check = [frames[i] for i in sorted(rng.permutation(len(frames))[: it.check_sample])]
         d = workdir / f"iter.{k:02d}"
         d.mkdir(exist_ok=True)
         report_path = d / "report.json"
@@ -296,11 +257,11 @@ def run_iterate(cfg: dict, log=print, progress=True) -> Path:
             log(f"iteration {k}: done before (convergence {report['convergence']:.3f})")
             continue
         t0 = time.perf_counter()
-        who = "plain " + cfg["xc"] if model_path is None else model_path.name
+        who = "plain " + cfg.xc if model_path is None else model_path.name
         log(f"iteration {k}: SCF with {who} on {len(frames)} structures with target labels")
         base = _label(frames, cfg, d / "base.h5", model_path, log, progress)
         rate, dropped = convergence(all_records(base))
-        errors = scf_errors(base.records(matrices=False), targets, int(cfg["losses"]["n_virt"]))
+        errors = scf_errors(base.records(matrices=False), targets, cfg.losses.n_virt)
         log(
             f"iteration {k}: SCF convergence {rate:.3f} ({len(dropped)} dropped), errors of "
             + ("the base functional" if model_path is None else "the model")
@@ -326,15 +287,15 @@ def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict
 
     from .model import load_model
 
-    it = cfg["iterate"]
+    it = cfg.iterate
     base_model = load_model(model_path) if model_path else None
     # the model trained here warm-starts from the base model, or is new
     projector = base_model.projector if base_model is not None else _training_projector(cfg)
     frames = _load(cfg, base, base_model, None, log, projector)
-    train_frames, valid_frames = split(frames, float(cfg["train"]["valid_fraction"]))
-    epochs = it["epochs"][k] if k < len(it["epochs"]) else cfg["train"]["epochs"]
-    seed = int(cfg["seeds"][0])
-    for attempt in range(int(it["retries"]) + 1):
+    train_frames, valid_frames = split(frames, cfg.train.valid_fraction)
+    epochs = it.epochs[k] if k < len(it.epochs) else cfg.train.epochs
+    seed = cfg.seeds[0]
+    for attempt in range(it.retries + 1):
         out = d / ("model.pt" if attempt == 0 else f"model.retry{attempt}.pt")
         scale = 0.5**attempt
         if not out.is_file():
@@ -343,9 +304,16 @@ def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict
                 model, new = load_model(model_path), False
             else:
                 model, new = _new_model(cfg, frames)
-            opts = _options(cfg, seed, max(1, int(epochs * scale)), scale, prefit=new and cfg["train"]["prefit"])
+            t = cfg.train
+            opts = replace(
+                t,
+                epochs=max(1, int(epochs * scale)),
+                lr=t.lr * scale,
+                lr_final=t.lr_final * scale,
+                prefit=new and t.prefit,
+            )
             ckpt = d / f"train.{attempt}.ckpt"
-            history = train(model, train_frames, valid_frames, opts, ckpt, log, progress)
+            history = train(model, train_frames, valid_frames, opts, cfg.losses, seed, ckpt, log, progress)
             data = {"iteration": k, "train": len(train_frames), "valid": len(valid_frames), "seed": seed}
             _save(model, out, cfg, history, data)
         history = load_model(out).settings["training"]["history"]
@@ -354,10 +322,10 @@ def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict
             check_store = _label(check, cfg, d / f"check.{attempt}.h5", out, log, False)
             rate, _ = convergence(all_records(check_store))
         log(f"iteration {k}: model {out.name}: SCF convergence on {len(check)} check frames {rate:.3f}")
-        if rate >= float(it["min_convergence"]):
+        if rate >= it.min_convergence:
             return {"model": str(out), "check_convergence": rate, "attempts": attempt + 1, "train": kept_entry(history)}
-        log(f"iteration {k}: below iterate.min_convergence {it['min_convergence']}; retraining gentler")
+        log(f"iteration {k}: below iterate.min_convergence {it.min_convergence}; retraining gentler")
     raise DeePKSInputError(
-        f"iteration {k}: no model passed the SCF convergence check after {it['retries']} retries; "
+        f"iteration {k}: no model passed the SCF convergence check after {it.retries} retries; "
         "lower train.lr or iterate.epochs, or raise the weight of the energy/force terms"
     )

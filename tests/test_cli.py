@@ -13,6 +13,7 @@ from pyscf.data.nist import BOHR, HARTREE2EV
 
 from deepks_es import save_model
 from deepks_es.cli import main
+from deepks_es.keys import SCF_OUTPUT
 
 
 @pytest.fixture(scope="module")
@@ -31,27 +32,11 @@ def test_scf_json_and_extxyz(tmp_path, trained_like_model, capsys):
     records = json.loads(out_json.read_text())
     assert [r["name"] for r in records] == ["H2O", "2Cs"]
     rec = records[1]
-    for key in (
-        "e_tot",
-        "e_delta",
-        "forces",
-        "mo_energy",
-        "mo_occ",
-        "homo",
-        "lumo",
-        "gap",
-        "converged",
-        "cycles",
-        "wall_s",
-        "model_sha256",
-        "basis",
-        "xc",
-    ):
-        assert key in rec
+    assert set(rec) == set(SCF_OUTPUT)  # every key documented once, with its unit (deepks_es/keys.py)
     assert rec["converged"] and abs(rec["e_delta"]) > 1e-3
-    assert np.isclose(rec["gap"], rec["lumo"] - rec["homo"])
+    assert np.isclose(rec["gap_ev"], rec["lumo_ev"] - rec["homo_ev"])
     homo_index = int(np.sum(np.array(rec["mo_occ"]) > 0)) - 1
-    assert np.isclose(rec["mo_energy"][homo_index], rec["homo"])
+    assert np.isclose(rec["mo_energy_ev"][homo_index], rec["homo_ev"])
 
     # the same run through the library: forces = -gradient in eV/Å, orbital energies in eV
     from deepks_es import load_model
@@ -62,13 +47,14 @@ def test_scf_json_and_extxyz(tmp_path, trained_like_model, capsys):
     e_tot = mf.kernel()
     de = mf.nuc_grad_method().kernel()
     assert abs(rec["e_tot"] - e_tot) < 1e-8
-    np.testing.assert_allclose(rec["forces"], -de * HARTREE2EV / BOHR, atol=1e-5)
-    np.testing.assert_allclose(rec["mo_energy"], mf.mo_energy * HARTREE2EV, atol=1e-5)
+    np.testing.assert_allclose(rec["forces_ev_ang"], -de * HARTREE2EV / BOHR, atol=1e-5)
+    np.testing.assert_allclose(rec["mo_energy_ev"], mf.mo_energy * HARTREE2EV, atol=1e-5)
 
     assert main(["scf", inputs[1], "--model", str(trained_like_model), "--forces", "--output", str(out_xyz)]) == 0
     atoms = ase.io.read(out_xyz, index=0)
     assert np.isclose(atoms.info["REF_energy"], e_tot * HARTREE2EV, atol=1e-6)
-    np.testing.assert_allclose(atoms.arrays["REF_forces"], rec["forces"], atol=1e-6)
+    np.testing.assert_allclose(atoms.arrays["REF_forces"], rec["forces_ev_ang"], atol=1e-6)
+    assert np.isclose(atoms.info["gap_ev"], rec["gap_ev"])
 
 
 def test_plain_base_functional_and_density_fit(capsys):

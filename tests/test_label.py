@@ -59,6 +59,28 @@ def test_rerun_skips_finished_frames(pbe_store, capsys):
     assert {r["key"]: r["e_tot"] for r in LabelStore(pbe_store).records()} == before
 
 
+def test_rerun_with_more_outputs_labels_those_frames_again(pbe_store, tmp_path, capsys):
+    """A store made without --forces / --save-matrices: a rerun asking for them recomputes the frames (it
+    used to skip them as 'already stored' and exit 0 without forces)."""
+    two = tmp_path / "two.extxyz"
+    ase.io.write(two, ase.io.read(DATA, index="6:8"), format="extxyz")
+    store = tmp_path / "s.h5"
+    assert _label(two, "--method", "pbe", "--store", store) == 0
+    assert all(r["forces"] is None for r in LabelStore(store).records())
+    assert _label(two, "--method", "pbe", "--forces", "--store", store) == 0
+    captured = capsys.readouterr()
+    assert "2 stored frames are labelled again" in captured.err and "done 2" in captured.out
+    records = LabelStore(store).records()
+    assert len(records) == 2 and all(r["forces"] is not None and r["dm"] is None for r in records)
+    reference = {r["key"]: r for r in LabelStore(pbe_store).records()}  # same frames, labelled with forces
+    for rec in records:
+        np.testing.assert_allclose(rec["forces"], reference[rec["key"]]["forces"], atol=1e-7)
+    assert _label(two, "--method", "pbe", "--forces", "--save-matrices", "--store", store) == 0
+    assert all(r["dm"] is not None for r in LabelStore(store).records())
+    assert _label(two, "--method", "pbe", "--store", store) == 0  # asking for less: nothing to do
+    assert "skipped (already stored) 2" in capsys.readouterr().out
+
+
 def test_store_refuses_another_method(pbe_store, capsys):
     assert _label(DATA, "--method", "hse06", "--store", pbe_store) == 2
     err = capsys.readouterr().err
@@ -117,7 +139,7 @@ def test_bad_frame_is_recorded_and_batch_goes_on(tmp_path, capsys):
     radical.info.update(name="radical", multiplicity=1)
     ase.io.write(bad, [good[0], radical, good[1]], format="extxyz")
     store = tmp_path / "s.h5"
-    assert _label(bad, "--method", "pbe", "--store", store) == 0
+    assert _label(bad, "--method", "pbe", "--store", store) == 1  # non-zero: a frame failed
     captured = capsys.readouterr()
     assert "failed 1" in captured.out and "19 electrons cannot have multiplicity 1" in captured.err
     recs = LabelStore(store).records(include_failed=True)

@@ -1,5 +1,11 @@
 """The HDF5 label store: metadata identity, round trips, crash leftovers, filtering, keys (synthetic records)."""
 
+import multiprocessing
+import os
+import shutil
+import signal
+import time
+
 import h5py
 import numpy as np
 import pytest
@@ -104,8 +110,10 @@ def test_round_trip(tmp_path, dimer_frame):
     store = LabelStore(tmp_path / "labels.h5", METADATA)
     full = synthetic_record(dimer_frame, seed=1, optional=True)
     failed = synthetic_record(dimer_frame, seed=2, error="SCF crashed")
-    store.write(full)
-    store.write(failed)
+    with store.lock():  # as a batch writes: records stay in the journal until the lock is let go
+        store.write(full)
+        store.write(failed)
+        assert store.journal.is_dir()
     assert len(store) == 2 and full["key"] in store and sorted(store.keys()) == store.keys()
 
     back = LabelStore(tmp_path / "labels.h5").read(full["key"])
@@ -123,7 +131,7 @@ def test_round_trip(tmp_path, dimer_frame):
     with pytest.raises(KeyError):
         store.read("0" * 40)
 
-    assert store.merge() == 2 and not store.journal.exists()
+    assert not store.journal.exists()  # merged when the lock was let go
     assert store.keys() == sorted([full["key"], failed["key"]])
     with h5py.File(tmp_path / "labels.h5", "r") as f:
         group = f["frames"][full["key"]]
@@ -200,20 +208,120 @@ def test_journal_survives_kills_at_any_step(tmp_path, dimer_frame):
     path = tmp_path / "labels.h5"
     store = LabelStore(path, METADATA)
     first, second = (synthetic_record(dimer_frame, seed=s) for s in (1, 2))
-    store.write(first)
-    store.merge()
-    store.write(second)
-    # a kill inside a write leaves only a temporary file; one inside a merge, a partial copy
-    (store.journal / ("f" * 40 + ".h5.tmp")).write_bytes(b"partial")
-    (tmp_path / "labels.h5.merge.tmp").write_bytes(b"partial copy")
-    reader = LabelStore(path)
-    assert reader.keys() == sorted([first["key"], second["key"]])  # store + journal, tmp ignored
+    store.write(first)  # outside a batch's lock: written and merged at once
+    assert not store.journal.exists()
+    with store.lock():
+        store.write(second)
+        # a kill inside a write leaves only a temporary file; one inside a merge, a partial copy
+        (store.journal / ("f" * 40 + ".h5.tmp")).write_bytes(b"partial")
+        (tmp_path / "labels.h5.merge.tmp").write_bytes(b"partial copy")
+        reader = LabelStore(path)
+        assert reader.keys() == sorted([first["key"], second["key"]])  # store + journal, tmp ignored
     # a kill after the merge's rename but before the journal was deleted: the next merge must not duplicate
-    store.merge()
+    journal_copy = tmp_path / "journal_copy.h5"
+    with store.lock():
+        store.write(second, overwrite=True)
+        shutil.copyfile(store.journal / f"{second['key']}.h5", journal_copy)
     store.journal.mkdir()
-    store.write(second, overwrite=True)
+    shutil.copyfile(journal_copy, store.journal / f"{second['key']}.h5")
     resumed = LabelStore(path, METADATA)  # a writer reopening merges what a killed run left
     assert not resumed.journal.exists()
     assert resumed.keys() == sorted([first["key"], second["key"]])
     with h5py.File(path, "r") as f:
         assert len(f["frames"]) == 2
+
+
+def _writer(path, frame, seeds, hold_s, started, metadata=METADATA):
+    """A batch in another process: take the lock, write records one by one, set ``started``, hold the lock
+    ``hold_s`` more."""
+    store = LabelStore(path, metadata)
+    with store.lock():
+        for seed in seeds:
+            store.write(synthetic_record(frame, seed=seed))
+        started.set()
+        time.sleep(hold_s)
+
+
+def test_a_second_writer_stops_at_once_naming_the_holder(tmp_path, dimer_frame):
+    """Two batches on one store (the data-loss case of issue #11: records deleted, store truncated): the
+    second is refused before it writes anything, with the holder's pid; every record of the first is
+    stored exactly once; readers see the records meanwhile; the lock goes when its holder dies."""
+    path = tmp_path / "labels.h5"
+    LabelStore(path, METADATA)
+    ctx = multiprocessing.get_context("spawn")
+    started = ctx.Event()
+    first = ctx.Process(target=_writer, args=(path, dimer_frame, range(8), 3.0, started))
+    first.start()
+    assert started.wait(60)
+    with pytest.raises(DeePKSInputError, match=f"being written by pid {first.pid} on .*wait for that run"):
+        LabelStore(path, METADATA)
+    second = LabelStore(path)  # a reader needs no lock
+    with pytest.raises(DeePKSInputError, match=f"pid {first.pid}"):
+        second.write(synthetic_record(dimer_frame, seed=100))
+    first.join(60)
+    assert first.exitcode == 0
+    expected = sorted(synthetic_record(dimer_frame, seed=s)["key"] for s in range(8))
+    assert LabelStore(path).keys() == expected
+    with h5py.File(path, "r") as f:
+        assert sorted(f["frames"]) == expected  # merged, each once
+    assert not LabelStore(path).journal.exists() and not (tmp_path / "labels.h5.merge.tmp").exists()
+
+    # a killed holder releases the lock (the OS drops it with the process); its journal is merged next time
+    started = ctx.Event()
+    killed = ctx.Process(target=_writer, args=(path, dimer_frame, range(8, 11), 60.0, started))
+    killed.start()
+    assert started.wait(60)
+    deadline = time.time() + 60
+    while len(LabelStore(path)) < 11 and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.join()
+    store = LabelStore(path, METADATA)  # not refused; merges what the killed run wrote
+    assert len(store) == 11 and not store.journal.exists()
+
+
+def test_concurrent_merges_are_serialised(tmp_path, dimer_frame):
+    """Writers in several processes, each taking the lock per record (the Python API without a batch):
+    they wait for no one, so some are refused; every record that was accepted is stored exactly once."""
+    path = tmp_path / "labels.h5"
+    LabelStore(path, METADATA)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        outcomes = pool.starmap(_write_one, [(path, dimer_frame, seed) for seed in range(16)])
+    refused = [msg for msg in outcomes if msg]
+    assert all("being written by pid" in msg for msg in refused), refused
+    accepted = sorted(synthetic_record(dimer_frame, seed=s)["key"] for s, msg in zip(range(16), outcomes) if not msg)
+    assert accepted and LabelStore(path).keys() == accepted
+    with h5py.File(path, "r") as f:
+        assert sorted(f["frames"]) == accepted
+
+
+def _write_one(path, frame, seed) -> str:
+    """'' when written, else the error message."""
+    try:
+        LabelStore(path).write(synthetic_record(frame, seed=seed))
+        return ""
+    except DeePKSInputError as exc:
+        return str(exc)
+
+
+def test_truncated_store_is_named(tmp_path, dimer_frame):
+    path = tmp_path / "labels.h5"
+    store = LabelStore(path, METADATA)
+    store.write(synthetic_record(dimer_frame, seed=1))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DeePKSInputError, match="is truncated or damaged"):
+        LabelStore(path)
+
+
+def test_stored_outputs_per_record(tmp_path, dimer_frame):
+    store = LabelStore(tmp_path / "labels.h5", METADATA)
+    plain, full = synthetic_record(dimer_frame, seed=1, forces=False), synthetic_record(dimer_frame, 2, optional=True)
+    failed = synthetic_record(dimer_frame, seed=3, error="x")
+    with store.lock():
+        for record in (plain, full, failed):
+            store.write(record)
+    contents = store.contents()
+    assert contents[plain["key"]] == (False, contents[plain["key"]][1]) and "forces" not in contents[plain["key"]][1]
+    assert {"forces", "dm", "mo_coeff"} <= contents[full["key"]][1] and contents[failed["key"]][0]

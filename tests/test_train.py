@@ -329,13 +329,15 @@ def test_eval_writes_table_and_plots(tmp_path, small_targets, capsys):
 def test_training_keeps_the_best_logged_weights(stores):
     """With a step size that makes the loss jump, the model left behind is the logged epoch of lowest loss,
     not the last one."""
-    from deepks_es.train import TrainOptions, evaluate, train
+    from deepks_es.settings import LossSettings, TrainSettings
+    from deepks_es.train import evaluate, train
 
     frames, _ = load_frames(stores["pbe"], stores["hse06"])
     model = random_model(seed=5, scale=0.02)
-    weights = {"energy": 1.0, "force": 1.0}
-    opts = TrainOptions(epochs=12, lr=0.05, lr_final=0.05, batch_size=1, weights=weights, checkpoint_every=1)
-    history = train(model, frames, [], opts, log=lambda s: None, progress=False)
+    losses = LossSettings(energy=1.0, force=1.0, hamiltonian=0.0, eigenvalue=0.0, gap=0.0, eigenvector=0.0)
+    weights = losses.weights
+    opts = TrainSettings(epochs=12, lr=0.05, lr_final=0.05, batch_size=1, checkpoint_every=1)
+    history = train(model, frames, [], opts, losses, log=lambda s: None, progress=False)
     losses = [e["train"]["loss"] for e in history]
     assert losses[-1] > min(losses)  # the loss did jump: the check below is not trivially the last epoch
     assert [e["epoch"] for e in history if e["kept"]] == [history[int(np.argmin(losses))]["epoch"]]

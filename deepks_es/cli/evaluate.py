@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..settings import SCFSettings, add_arguments, from_args
+
 
 def add_parser(sub):
     p = sub.add_parser(
@@ -18,8 +20,7 @@ def add_parser(sub):
         "--frames", nargs="+", default=None, metavar="INPUT", help="only these structures of STORE (a held-out set)"
     )
     p.add_argument("--out", default="eval", metavar="DIR", help="output folder (stores, eval.md, PNGs); default eval/")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--threads-per-worker", type=int, default=2)
+    add_arguments(p, SCFSettings)
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -33,8 +34,7 @@ def run(args) -> int:
         args.out,
         base_path=args.base,
         frames=args.frames,
-        workers=args.workers,
-        threads=args.threads_per_worker,
+        scf=from_args(SCFSettings, args),
         progress=not args.no_progress,
     )
     print(result["table"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..methods import METHODS
+from ..settings import DEFAULT_BASIS, SCFSettings, add_arguments, from_args
 
 
 def add_parser(sub):
@@ -30,14 +31,11 @@ def add_parser(sub):
         metavar="PT",
         help="deepks: one model, or several for committee statistics (default: the shipped model)",
     )
-    p.add_argument("--basis", default="cc-pVDZ")
-    p.add_argument("--density-fit", action="store_true")
-    p.add_argument("--grid-level", type=int, default=3)
+    p.add_argument("--basis", default=DEFAULT_BASIS)
     p.add_argument("--save-matrices", action="store_true", help="also store dm, fock, ovlp, mo_coeff (for training)")
     p.add_argument("--charge", type=int, default=None, help="charge of every frame (default: per frame, else 0)")
     p.add_argument("--multiplicity", type=int, default=None, help="2S+1 of every frame (default: per frame, else 1)")
-    p.add_argument("--workers", type=int, default=1, help="local Dask worker processes (default 1)")
-    p.add_argument("--threads-per-worker", type=int, default=2, help="OpenMP threads per worker (default 2)")
+    add_arguments(p, SCFSettings)
     p.add_argument(
         "--scheduler",
         default=None,
@@ -50,8 +48,9 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..engine import run_batch
+    from ..engine import check_scheduler, run_batch
     from ..methods import LabelSpec
+    from ..output import check_output_path
     from ..store import LabelStore
     from ..structures import read_frames
 
@@ -59,12 +58,14 @@ def run(args) -> int:
         method=args.method,
         basis=args.basis,
         forces=args.forces,
-        density_fit=args.density_fit,
-        grid_level=args.grid_level,
         save_matrices=args.save_matrices,
         model_paths=list(args.model or []),
+        scf=from_args(SCFSettings, args),
     ).validate()
     frames = read_frames(args.inputs, charge=args.charge, multiplicity=args.multiplicity, check=False)
+    check_output_path(args.store, "--store", inputs=args.inputs)
+    if args.scheduler:
+        check_scheduler(args.scheduler)  # before the store is created
     store = LabelStore(args.store, spec.metadata())
     print(
         f"{len(frames)} frames, method {spec.method}"
@@ -76,12 +77,17 @@ def run(args) -> int:
         frames,
         spec,
         store,
-        workers=args.workers,
-        threads_per_worker=args.threads_per_worker,
         scheduler=args.scheduler,
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         log=log,
     )
     print(summary.line())
+    if summary.failed or summary.unconverged:
+        print(
+            f"deepks-es: {summary.failed + summary.unconverged} frames failed or did not converge (kept in the store "
+            "as such; --retry-failed reruns the failed ones)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

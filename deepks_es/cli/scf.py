@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import DeePKSInputError
+from ..settings import DEFAULT_BASIS, DEFAULT_XC, SCFSettings, add_arguments, from_args
 
 
 def add_parser(sub):
@@ -24,7 +24,6 @@ def add_parser(sub):
     p.add_argument("--basis", default=None, help="AO basis (default: the model's, cc-pVDZ)")
     p.add_argument("--xc", default=None, help="base functional (default: the model's, PBE)")
     p.add_argument("--forces", action="store_true", help="also compute analytic forces")
-    p.add_argument("--density-fit", action="store_true", help="density fitting for J (and K) of the base functional")
     p.add_argument("--output", default=None, metavar="PATH", help="write results: .json (for scripts) or .extxyz")
     p.add_argument("--charge", type=int, default=None, help="total charge (default: from the comment line, else 0)")
     p.add_argument(
@@ -33,9 +32,7 @@ def add_parser(sub):
         default=None,
         help="2S+1 (default: from the comment line, else 1; only 1 is supported)",
     )
-    p.add_argument("--conv-tol", type=float, default=None, help="SCF energy convergence (Eh, default 1e-10)")
-    p.add_argument("--max-cycle", type=int, default=100, help="SCF cycles per attempt of the retry ladder")
-    p.add_argument("--grid-level", type=int, default=3, help="PySCF DFT grid level (default 3)")
+    add_arguments(p, SCFSettings, exclude=("workers", "threads_per_worker"))
     p.add_argument("--verbose", type=int, default=0, help="PySCF verbosity (4 logs every SCF cycle)")
     return p
 
@@ -49,40 +46,32 @@ def _load(args):
     return model, str(args.model or default_model_path())
 
 
-def _settings(args, model):
-    """Basis and xc: the flags, else the model's, else cc-pVDZ / PBE; a model never runs on other ones."""
-    basis = args.basis or (model.settings.get("basis") if model else None) or "cc-pVDZ"
-    xc = args.xc or (model.settings.get("xc") if model else None) or "PBE"
-    if model is not None and model.settings.get("xc") and xc.upper() != model.settings["xc"].upper():
-        raise DeePKSInputError(
-            f"the model corrects base functional {model.settings['xc']}, --xc {xc} was given; "
-            f"use --xc {model.settings['xc']} or a model trained on {xc}"
-        )
-    return basis, xc
-
-
 def run(args) -> int:
-    from ..calc import DEFAULT_CONV_TOL, build_scf, single_point
-    from ..output import output_format, summary, to_record, write_records
-    from ..scf import DeePKSCorrection
-    from ..structures import frame_to_mol, read_frames
+    from ..calc import build_scf, check_xc, single_point
+    from ..output import check_output_path, output_format, summary, to_record, write_records
+    from ..structures import check_basis, frame_to_mol, read_frames
 
-    if args.output:
-        output_format(args.output)  # refuse an unknown suffix before any compute
+    settings = from_args(SCFSettings, args)
     model, model_name = _load(args)
-    basis, xc = _settings(args, model)
+    basis = args.basis or (model.settings.get("basis") if model else None) or DEFAULT_BASIS
+    xc = args.xc or (model.settings.get("xc") if model else None) or DEFAULT_XC
+    check_basis(basis)
+    check_xc(xc)
+    if args.output:  # refuse an unknown suffix or an unwritable path before any compute
+        output_format(args.output)
+        check_output_path(args.output, "--output", inputs=args.inputs)
     frames = read_frames(args.inputs, charge=args.charge, multiplicity=args.multiplicity)
     mols = [frame_to_mol(f, basis, verbose=args.verbose) for f in frames]
     if model is not None:
-        for mol in mols:  # element and basis checks for every structure before any compute
-            DeePKSCorrection(mol, model)
+        for mol in mols:  # basis, base functional and elements for every structure before any compute
+            model.check_compatible(basis=basis, xc=xc, numbers=mol.atom_charges())
     meta = {
         "model": model_name,
         "model_sha256": model.settings.get("sha256") if model else None,
         "model_trained": bool(model.settings.get("trained")) if model else None,
         "basis": basis,
         "xc": xc,
-        "density_fit": bool(args.density_fit),
+        "density_fit": settings.density_fit,
     }
     if model is None:
         print(f"method: {xc} / {basis} (no correction)")
@@ -92,15 +81,7 @@ def run(args) -> int:
             print(f"WARNING: this model is UNTRAINED ({model.settings.get('description')})")
     records, failed = [], 0
     for frame, mol in zip(frames, mols):
-        mf = build_scf(
-            mol,
-            xc=xc,
-            model=model,
-            density_fit=args.density_fit,
-            grid_level=args.grid_level,
-            conv_tol=args.conv_tol or DEFAULT_CONV_TOL,
-            max_cycle=args.max_cycle,
-        )
+        mf = build_scf(mol, xc=xc, model=model, settings=settings)
         records.append(to_record(frame, single_point(mf, forces=args.forces), meta))
         failed += not records[-1]["converged"]
         print(summary(records[-1]), flush=True)

@@ -1,0 +1,194 @@
+"""Every setting of deepks-es with its default, type and allowed range, written once.
+
+The command-line flags (their defaults and checks), the YAML config of ``train``/``iterate``
+(:mod:`deepks_es.config`), labelling (:class:`deepks_es.methods.LabelSpec`), the SCF
+(:func:`deepks_es.calc.build_scf`) and training (:func:`deepks_es.train.train`) all read these dataclasses.
+:func:`check` validates one against its field specs and names a bad value the way the user gave it
+(``--grid-level`` on the command line, ``scf.grid_level`` in a config).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+
+from .errors import DeePKSInputError
+
+DEFAULT_BASIS = "cc-pVDZ"
+DEFAULT_XC = "PBE"  # the base functional
+DEFAULT_MODEL = {"kind": "mlp", "descriptor": "power_traces", "hidden": [100, 100, 100], "activation": "silu"}
+
+
+def same_name(a, b) -> bool:
+    """Basis or functional names that PySCF reads alike (case, '-' and '_' ignored): cc-pVDZ = ccpvdz."""
+
+    def key(name):
+        return str(name).lower().replace("-", "").replace("_", "") if isinstance(name, str) else repr(name)
+
+    return key(a) == key(b)
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value):
+    """``value`` as a finite float (YAML reads ``1e-3`` as a string), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        value = float(value)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+# (kind, test, what the message says is expected); kind "int"/"float"/"bool"/"ints" converts or checks the type
+POSITIVE_INT = ("int", lambda v: v >= 1, "a positive integer")
+NONNEGATIVE_INT = ("int", lambda v: v >= 0, "an integer >= 0")
+GRID_LEVEL = ("int", lambda v: 0 <= v <= 9, "an integer from 0 to 9 (PySCF grid levels)")
+POSITIVE = ("float", lambda v: v > 0, "a positive finite number")
+NONNEGATIVE = ("float", lambda v: v >= 0, "a finite number >= 0")
+FRACTION = ("float", lambda v: 0 <= v <= 1, "a number in [0, 1]")
+VALID_FRACTION = ("float", lambda v: 0 <= v < 1, "a number in [0, 1)")
+BOOL = ("bool", lambda v: True, "true or false")
+POSITIVE_INTS = ("ints", lambda v: all(x >= 1 for x in v), "a list of positive integers")
+
+
+def setting(default, spec, doc: str = ""):
+    """A dataclass field with its check ``spec`` (one of the tuples above)."""
+    kw = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
+    return field(metadata={"spec": spec, "doc": doc}, **kw)
+
+
+def check(obj, name=lambda key: key):
+    """Validate (and normalise: YAML number strings to float) every field of settings dataclass ``obj``.
+
+    Args:
+        name: how the user spells a field, e.g. ``lambda k: "--" + k.replace("_", "-")``.
+
+    Returns:
+        ``obj`` with normalised values (a new instance).
+
+    Raises:
+        DeePKSInputError: ``<name> must be <expected>, got <value>``.
+    """
+    changes = {}
+    for f in fields(obj):
+        kind, test, expected = f.metadata["spec"]
+        value = getattr(obj, f.name)
+        if kind == "float":
+            good = _number(value)
+        elif kind == "int":
+            good = value if _integer(value) else None
+        elif kind == "ints":
+            good = value if isinstance(value, list) and all(_integer(x) for x in value) else None
+        else:
+            good = value if isinstance(value, bool) else None
+        if good is None or not test(good):
+            raise DeePKSInputError(f"{name(f.name)} must be {expected}, got {value!r}")
+        changes[f.name] = good
+    out = replace(obj, **changes)
+    out.__post_check__(name)
+    return out
+
+
+class _Settings:
+    def __post_check__(self, name) -> None:
+        """Checks across fields (after each field passed its own)."""
+
+    def validate(self, name=lambda key: key):
+        return check(self, name)
+
+
+def flag(key: str) -> str:
+    """The command-line spelling of a setting: ``grid_level`` -> ``--grid-level``."""
+    return "--" + key.replace("_", "-")
+
+
+@dataclass
+class SCFSettings(_Settings):
+    """How each SCF runs: ``deepks-es scf``, ``label``, ``eval`` and the ``scf:`` section of a config."""
+
+    density_fit: bool = setting(False, BOOL, "density fitting for J (and K) of the base functional")
+    grid_level: int = setting(3, GRID_LEVEL, "PySCF DFT grid level")
+    conv_tol: float = setting(1e-10, POSITIVE, "SCF energy convergence, Eh (tight enough for FD force checks)")
+    max_cycle: int = setting(100, POSITIVE_INT, "SCF cycles per attempt of the retry ladder")
+    workers: int = setting(1, POSITIVE_INT, "local Dask worker processes of a batch")
+    threads_per_worker: int = setting(2, POSITIVE_INT, "OpenMP threads per worker")
+
+
+@dataclass
+class LossSettings(_Settings):
+    """Loss weights (DeePKS-ES defaults, Liang, Liu, Chen, arXiv 2503.24050, in the atomic units of
+    :mod:`deepks_es.losses`) and the orbitals the eigenvalue/eigenvector terms see."""
+
+    energy: float = setting(1.0, NONNEGATIVE)
+    force: float = setting(1.0, NONNEGATIVE)
+    hamiltonian: float = setting(0.005, NONNEGATIVE)
+    eigenvalue: float = setting(0.01, NONNEGATIVE)
+    gap: float = setting(0.0, NONNEGATIVE)
+    eigenvector: float = setting(0.1, NONNEGATIVE)
+    n_virt: int = setting(1, POSITIVE_INT, "virtual orbitals in the eigenvalue/eigenvector terms")
+    skip_core: bool = setting(False, BOOL, "leave the chemical cores out of the eigenvalue/eigenvector terms")
+
+    @property
+    def weights(self) -> dict:
+        """Weight by term of :data:`deepks_es.losses.TERMS`."""
+        from .losses import TERMS
+
+        return {t: float(getattr(self, t)) for t in TERMS}
+
+    def __post_check__(self, name) -> None:
+        if not any(w > 0 for w in self.weights.values()):
+            raise DeePKSInputError("losses: at least one weight must be positive")
+
+
+@dataclass
+class TrainSettings(_Settings):
+    """The optimiser (Adam, learning rate decaying exponentially from ``lr`` to ``lr_final``)."""
+
+    epochs: int = setting(500, POSITIVE_INT)
+    lr: float = setting(1e-3, POSITIVE)
+    lr_final: float = setting(1e-5, POSITIVE)
+    batch_size: int = setting(16, POSITIVE_INT, "frames per optimiser step (frames of one composition stacked)")
+    valid_fraction: float = setting(0.1, VALID_FRACTION, "structures held out for validation (by geometry key)")
+    prefit: bool = setting(True, BOOL, "descriptor statistics and energy shift before training a new model")
+    checkpoint_every: int = setting(50, POSITIVE_INT, "epochs between logged evaluations and checkpoints")
+
+    def __post_check__(self, name) -> None:
+        if self.lr_final > self.lr:
+            raise DeePKSInputError(f"{name('lr_final')} ({self.lr_final}) must not exceed {name('lr')} ({self.lr})")
+
+
+@dataclass
+class IterateSettings(_Settings):
+    """The self-consistent training loop (:func:`deepks_es.workflow.run_iterate`)."""
+
+    iterations: int = setting(2, POSITIVE_INT)
+    epochs: list = setting([], POSITIVE_INTS, "epochs per iteration (empty: train.epochs each time)")
+    check_sample: int = setting(8, NONNEGATIVE_INT, "training frames whose SCF a new model must converge")
+    min_convergence: float = setting(1.0, FRACTION, "fraction of check_sample that must converge")
+    retries: int = setting(2, NONNEGATIVE_INT, "gentler retrainings when the check fails")
+
+
+def add_arguments(parser, cls, exclude=()) -> None:
+    """Command-line flags for the fields of settings dataclass ``cls`` (``--grid-level``), with its defaults
+    and docs; booleans (all default False) become ``store_true`` flags."""
+    types = {"int": int, "float": float}
+    for f in fields(cls):
+        if f.name in exclude:
+            continue
+        kind = f.metadata["spec"][0]
+        doc = f"{f.metadata['doc']} (default {f.default})" if kind != "bool" else f.metadata["doc"]
+        if kind == "bool":
+            parser.add_argument(flag(f.name), action="store_true", help=doc)
+        else:
+            parser.add_argument(flag(f.name), type=types[kind], default=f.default, help=doc)
+
+
+def from_args(cls, args):
+    """The validated ``cls`` instance of parsed command-line ``args`` (fields without a flag keep their
+    defaults); errors name the flag."""
+    given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+    return cls(**given).validate(flag)
