@@ -27,6 +27,7 @@ setup(
         "pyyaml==6.0.3",
         "matplotlib==3.10.7",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    # "data": regenerating the thermal training geometries (data/train/make_thermal_clusters.py, GFN2-xTB MD)
+    extras_require={"test": ["pytest>=8"], "data": ["tblite==0.8.0"]},
     entry_points={"console_scripts": ["deepks-es=deepks_es.cli:main"]},
 )
