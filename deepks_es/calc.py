@@ -17,23 +17,34 @@ from .scf import attach, run_scf
 from .settings import DEFAULT_XC, SCFSettings
 
 
-def check_xc(xc) -> None:
-    """Refuse, before any compute, a functional name Libxc (through PySCF) does not parse.
+def check_level(basis=None, xc=None) -> None:
+    """Refuse, before any compute, a basis PySCF cannot load (tried for H, in every water) or a functional
+    Libxc (through PySCF) does not parse; None is not checked.
 
     Raises:
         DeePKSInputError: naming the value and the fix.
     """
+    import warnings
+
+    from pyscf import gto
     from pyscf.dft import libxc
 
-    try:
-        if not isinstance(xc, str) or not xc.strip():
-            raise ValueError("not a name")
-        libxc.parse_xc(xc)
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise DeePKSInputError(
-            f"--xc {xc!r} is not a functional PySCF/Libxc knows ({exc}); use e.g. PBE, the base functional "
-            "of the shipped model"
-        ) from None
+    def load_basis(name):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PySCF suggests installing basis-set-exchange
+            if not gto.basis.load(name, "H"):
+                raise KeyError("no functions for H")
+
+    for flag, value, load, example in (("--basis", basis, load_basis, "cc-pVDZ"), ("--xc", xc, libxc.parse_xc, "PBE")):
+        if value is None:
+            continue
+        try:
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError("not a name")
+            load(value)
+        except Exception as exc:  # PySCF raises several types for unknown names and unreadable basis files
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DeePKSInputError(f"{flag} {value!r} is not known to PySCF ({msg}); use e.g. {example}") from None
 
 
 def build_scf(mol, xc: str = DEFAULT_XC, model=None, settings: SCFSettings | None = None, **changes):
@@ -49,7 +60,7 @@ def build_scf(mol, xc: str = DEFAULT_XC, model=None, settings: SCFSettings | Non
             functional or elements.
     """
     settings = replace(settings or SCFSettings(), **changes).validate()
-    check_xc(xc)
+    check_level(xc=xc)
     mf = dft.RKS(mol, xc=xc)
     if settings.density_fit:
         mf = mf.density_fit()

@@ -10,8 +10,9 @@ dataclasses of :mod:`deepks_es.settings`)::
     base: pbe.h5                 # train only: base store(s) (pbe, or deepks labelled with base_model)
     base_model: null             # train only: the model a deepks base store was labelled with
     init_model: null             # start from this checkpoint instead of a new model
-    model: {kind: mlp, descriptor: power_traces, hidden: [100, 100, 100], activation: silu}
-                                 # replaced as a whole when given; the equivariant model:
+    model: {kind: mlp}           # the model kind and its arguments (defaults: the model class's, for mlp
+                                 #   descriptor: power_traces, hidden: [100, 100, 100], activation: silu);
+                                 #   replaced as a whole when given; the equivariant model:
                                  #   {kind: e3, hidden: "16x0e+8x1o+8x1e+4x2o+8x2e+2x3o+2x3e+2x4e", layers: 2}
                                  #   (its arguments: deepks_es.model.E3Model); checked by building one
     basis: null                  # the AO basis: taken from the label stores; when given it must agree
@@ -33,7 +34,6 @@ dataclasses of :mod:`deepks_es.settings`)::
 
 from __future__ import annotations
 
-import copy
 import glob
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -42,13 +42,12 @@ import yaml
 
 from .errors import DeePKSInputError
 from .settings import (
-    DEFAULT_MODEL,
+    DEFAULT_MODEL_KIND,
     DEFAULT_XC,
     IterateSettings,
     LossSettings,
     SCFSettings,
     TrainSettings,
-    check,
     same_name,
 )
 
@@ -67,7 +66,7 @@ class Config:
     base: list | None = None
     base_model: str | None = None
     init_model: str | None = None
-    model: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_MODEL))
+    model: dict = field(default_factory=lambda: {"kind": DEFAULT_MODEL_KIND})
     basis: str | None = None
     xc: str | None = None
     description: str = ""
@@ -108,7 +107,7 @@ def _section(cls, given, key: str):
     for name in sorted(set(given) - known):
         _check(False, f"unknown key {key}.{name}; known: {', '.join(sorted(known))}")
     try:
-        return check(cls(**given), lambda k: f"{key}.{k}")
+        return cls(**given).validate(lambda k: f"{key}.{k}")
     except DeePKSInputError as exc:
         raise DeePKSInputError(f"config: {exc}") from None
 
@@ -233,7 +232,7 @@ def _check_model(cfg: Config) -> None:
     from .model import MODELS, build_model
 
     _check(isinstance(cfg.model, dict), f"model must be a mapping, got {cfg.model!r}")
-    cfg.model = {"kind": DEFAULT_MODEL["kind"], **cfg.model}
+    cfg.model = {"kind": DEFAULT_MODEL_KIND, **cfg.model}
     _check(cfg.model["kind"] in MODELS, f"model.kind must be one of {sorted(MODELS)}, got {cfg.model['kind']!r}")
     args = {k: v for k, v in cfg.model.items() if k != "kind"}
     try:

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .calc import build_scf, scf_fields, single_point
+from .calc import build_scf, check_level, scf_fields, single_point
 from .errors import DeePKSInputError
 from .keys import MATRIX_KEYS
 from .settings import DEFAULT_BASIS, DEFAULT_XC, SCFSettings, flag
-from .structures import check_basis
 
 METHODS = ("pbe", "hse06", "deepks", "ccsd", "ccsd(t)")
 ENERGY_ONLY = ("ccsd", "ccsd(t)")
@@ -95,7 +94,7 @@ class LabelSpec:
                 m.check_compatible(basis=self.basis)
         else:
             self.xc = XC.get(self.method, "")
-        check_basis(self.basis)
+        check_level(basis=self.basis)
         return self
 
     def metadata(self) -> dict:

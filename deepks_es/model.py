@@ -27,6 +27,7 @@ from torch import nn
 from .descriptor import DESCRIPTORS, make_descriptor
 from .errors import DeePKSInputError
 from .projector import ProjectorBasis
+from .settings import DEFAULT_MODEL_KIND, same_name
 
 #: input scales are floored at this fraction of the element's largest one: a smaller floor (1e-3 was
 #: tried) lets near-empty projector channels amplify density changes 1e4-fold, and the stiff correction
@@ -127,8 +128,6 @@ class CorrectionModel(nn.Module):
         Raises:
             DeePKSInputError: naming what differs and the fix.
         """
-        from .settings import same_name
-
         trained = self.settings.get("basis")
         if basis is not None and trained is not None and not same_name(trained, basis):
             raise DeePKSInputError(
@@ -363,7 +362,7 @@ class E3Model(CorrectionModel):
         return self.atom_energies(descriptor, elem_index).sum(-1)
 
 
-def build_model(kind: str = "mlp", **init_args) -> CorrectionModel:
+def build_model(kind: str = DEFAULT_MODEL_KIND, **init_args) -> CorrectionModel:
     """A new (untrained) model of registered ``kind``.
 
     Raises:

@@ -3,7 +3,7 @@
 The command-line flags (their defaults and checks), the YAML config of ``train``/``iterate``
 (:mod:`deepks_es.config`), labelling (:class:`deepks_es.methods.LabelSpec`), the SCF
 (:func:`deepks_es.calc.build_scf`) and training (:func:`deepks_es.train.train`) all read these dataclasses.
-:func:`check` validates one against its field specs and names a bad value the way the user gave it
+``validate()`` checks one against its field specs and names a bad value the way the user gave it
 (``--grid-level`` on the command line, ``scf.grid_level`` in a config).
 """
 
@@ -16,7 +16,7 @@ from .errors import DeePKSInputError
 
 DEFAULT_BASIS = "cc-pVDZ"
 DEFAULT_XC = "PBE"  # the base functional
-DEFAULT_MODEL = {"kind": "mlp", "descriptor": "power_traces", "hidden": [100, 100, 100], "activation": "silu"}
+DEFAULT_MODEL_KIND = "mlp"  # the other model arguments default in the model class (deepks_es.model)
 
 
 def same_name(a, b) -> bool:
@@ -61,44 +61,40 @@ def setting(default, spec, doc: str = ""):
     return field(metadata={"spec": spec, "doc": doc}, **kw)
 
 
-def check(obj, name=lambda key: key):
-    """Validate (and normalise: YAML number strings to float) every field of settings dataclass ``obj``.
-
-    Args:
-        name: how the user spells a field, e.g. ``lambda k: "--" + k.replace("_", "-")``.
-
-    Returns:
-        ``obj`` with normalised values (a new instance).
-
-    Raises:
-        DeePKSInputError: ``<name> must be <expected>, got <value>``.
-    """
-    changes = {}
-    for f in fields(obj):
-        kind, test, expected = f.metadata["spec"]
-        value = getattr(obj, f.name)
-        if kind == "float":
-            good = _number(value)
-        elif kind == "int":
-            good = value if _integer(value) else None
-        elif kind == "ints":
-            good = value if isinstance(value, list) and all(_integer(x) for x in value) else None
-        else:
-            good = value if isinstance(value, bool) else None
-        if good is None or not test(good):
-            raise DeePKSInputError(f"{name(f.name)} must be {expected}, got {value!r}")
-        changes[f.name] = good
-    out = replace(obj, **changes)
-    out.__post_check__(name)
-    return out
-
-
 class _Settings:
-    def __post_check__(self, name) -> None:
-        """Checks across fields (after each field passed its own)."""
-
     def validate(self, name=lambda key: key):
-        return check(self, name)
+        """Validate (and normalise: YAML number strings to float) every field against its spec.
+
+        Args:
+            name: how the user spells a field, e.g. :func:`flag` for the command line.
+
+        Returns:
+            a new instance with normalised values.
+
+        Raises:
+            DeePKSInputError: ``<name> must be <expected>, got <value>``.
+        """
+        changes = {}
+        for f in fields(self):
+            kind, test, expected = f.metadata["spec"]
+            value = getattr(self, f.name)
+            if kind == "float":
+                good = _number(value)
+            elif kind == "int":
+                good = value if _integer(value) else None
+            elif kind == "ints":
+                good = value if isinstance(value, list) and all(_integer(x) for x in value) else None
+            else:
+                good = value if isinstance(value, bool) else None
+            if good is None or not test(good):
+                raise DeePKSInputError(f"{name(f.name)} must be {expected}, got {value!r}")
+            changes[f.name] = good
+        out = replace(self, **changes)
+        out.check_fields_together(name)
+        return out
+
+    def check_fields_together(self, name) -> None:
+        """Checks across fields (after each field passed its own)."""
 
 
 def flag(key: str) -> str:
@@ -139,7 +135,7 @@ class LossSettings(_Settings):
 
         return {t: float(getattr(self, t)) for t in TERMS}
 
-    def __post_check__(self, name) -> None:
+    def check_fields_together(self, name) -> None:
         if not any(w > 0 for w in self.weights.values()):
             raise DeePKSInputError("losses: at least one weight must be positive")
 
@@ -156,7 +152,7 @@ class TrainSettings(_Settings):
     prefit: bool = setting(True, BOOL, "descriptor statistics and energy shift before training a new model")
     checkpoint_every: int = setting(50, POSITIVE_INT, "epochs between logged evaluations and checkpoints")
 
-    def __post_check__(self, name) -> None:
+    def check_fields_together(self, name) -> None:
         if self.lr_final > self.lr:
             raise DeePKSInputError(f"{name('lr_final')} ({self.lr_final}) must not exceed {name('lr')} ({self.lr})")
 

@@ -215,28 +215,6 @@ def read_frames(
     return frames
 
 
-def check_basis(basis) -> None:
-    """Refuse, before any compute, a basis name PySCF cannot load (tried for H, in every water).
-
-    Raises:
-        DeePKSInputError: naming the value and the fix.
-    """
-    import warnings
-
-    from pyscf import gto
-
-    try:
-        if not isinstance(basis, str) or not basis.strip():
-            raise ValueError("not a name")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # PySCF suggests installing basis-set-exchange
-            if not gto.basis.load(basis, "H"):
-                raise KeyError("no functions for H")
-    except Exception as exc:  # PySCF raises several types for unknown names and unreadable basis files
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DeePKSInputError(f"--basis {basis!r} is not a basis PySCF knows ({msg}); use e.g. cc-pVDZ") from None
-
-
 def frame_to_mol(frame: Frame, basis: str = "cc-pVDZ", verbose: int = 0):
     """A built ``pyscf.gto.Mole`` for ``frame``.
 

@@ -119,7 +119,11 @@ CASES = {
     "--grid-level 99": (lambda e: ["scf", H2O, "--grid-level", "99"], "--grid-level must be an integer from 0 to 9"),
     "--xc nonsense --model none": (
         lambda e: ["scf", H2O, "--xc", "nonsense", "--model", "none"],
-        "--xc 'nonsense' is not a functional",
+        "--xc 'nonsense' is not known to PySCF",
+    ),
+    "label --basis nonsense": (
+        lambda e: ["label", H2O, "--method", "pbe", "--store", str(e["d"] / "bn.h5"), "--basis", "nonsense"],
+        "--basis 'nonsense' is not known to PySCF",
     ),
     "truncated store (export)": (
         lambda e: ["export", e["truncated"], "--format", "extxyz", "--output", str(e["d"] / "t.extxyz")],

@@ -47,16 +47,15 @@ def _load(args):
 
 
 def run(args) -> int:
-    from ..calc import build_scf, check_xc, single_point
+    from ..calc import build_scf, check_level, single_point
     from ..output import check_output_path, output_format, summary, to_record, write_records
-    from ..structures import check_basis, frame_to_mol, read_frames
+    from ..structures import frame_to_mol, read_frames
 
     settings = from_args(SCFSettings, args)
     model, model_name = _load(args)
     basis = args.basis or (model.settings.get("basis") if model else None) or DEFAULT_BASIS
     xc = args.xc or (model.settings.get("xc") if model else None) or DEFAULT_XC
-    check_basis(basis)
-    check_xc(xc)
+    check_level(basis, xc)
     if args.output:  # refuse an unknown suffix or an unwritable path before any compute
         output_format(args.output)
         check_output_path(args.output, "--output", inputs=args.inputs)
