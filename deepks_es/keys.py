@@ -95,3 +95,29 @@ EXTXYZ_SCF_INFO = (
     "basis",
     "xc",
 )
+
+# ---- trajectories of deepks-es opt / md (extxyz, one frame per step, appended as the run goes) --------
+# Each frame has REF_energy (eV) and REF_forces (eV/angstrom) as above, and these info fields:
+#: name -> (shape, unit); the md-only ones are marked in TRAJECTORY_MD_INFO
+TRAJECTORY_INFO = {
+    "step": ("()", ""),  # 0 = the starting structure; a resumed run continues the count
+    "e_tot": ("()", "Eh"),
+    "e_delta": ("()", "Eh"),
+    "fmax_ev_ang": ("()", "eV/angstrom"),  # largest |force| on an atom
+    "cycles": ("()", ""),  # SCF cycles of this step, all attempts of the retry ladder
+    "converged": ("bool", ""),
+    "wall_s": ("()", "s"),  # SCF and gradient of this step
+    "charge": ("()", "e"),
+    "multiplicity": ("()", ""),
+    "model_sha256": ("str", ""),  # 'none' for the plain base functional
+    "basis": ("str", ""),
+    "xc": ("str", ""),
+    "density_fit": ("bool", ""),
+    "grid_level": ("()", ""),
+}
+TRAJECTORY_MD_INFO = {
+    "time_fs": ("()", "fs"),
+    "e_kin_ev": ("()", "eV"),
+    "temperature_k": ("()", "K"),  # from the kinetic energy, 3N degrees of freedom (ASE's convention)
+}
+VELOCITIES_ANG_FS = "velocities_ang_fs"  # arrays (md), (natm, 3) angstrom/fs

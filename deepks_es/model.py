@@ -437,11 +437,33 @@ def save_model(
     return payload["sha256"]
 
 
+#: shipped models by name (files in the package's data folder)
+MODEL_NAMES = {"default": "default_model.pt", "e3": "e3_model.pt"}
+
+
+def model_path(name_or_path=None) -> Path:
+    """The checkpoint file of a shipped model's name (:data:`MODEL_NAMES`; None = ``default``) or of a path.
+
+    Raises:
+        DeePKSInputError: neither an existing file nor a shipped model's name.
+    """
+    if name_or_path is None or str(name_or_path) in MODEL_NAMES:
+        return Path(__file__).resolve().parent / "data" / MODEL_NAMES[str(name_or_path or "default")]
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise DeePKSInputError(
+            f"model {name_or_path} is neither a file nor a shipped model ({', '.join(MODEL_NAMES)}); "
+            "pass --model with an existing checkpoint or a shipped model's name"
+        )
+    return path
+
+
 def load_model(path=None) -> CorrectionModel:
     """Load a checkpoint written by :func:`save_model` (``weights_only=True``: no code runs from the file).
 
     Args:
-        path: checkpoint file; ``None`` for the shipped default model (:func:`default_model_path`).
+        path: checkpoint file, or a shipped model's name (:data:`MODEL_NAMES`); ``None`` for the shipped
+            default model.
 
     Returns:
         the model in float64 eval mode, with ``settings`` (basis, xc, trained, description, sha256).
@@ -450,9 +472,7 @@ def load_model(path=None) -> CorrectionModel:
         DeePKSInputError: missing or unreadable file, not a deepks-es checkpoint, SHA-256 mismatch
             (modified or corrupted file), unknown model kind, or weights that do not fit the settings.
     """
-    path = Path(default_model_path() if path is None else path)
-    if not path.is_file():
-        raise DeePKSInputError(f"model file {path} not found; pass --model with an existing checkpoint")
+    path = model_path(path)
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign or truncated files
@@ -488,4 +508,4 @@ def load_model(path=None) -> CorrectionModel:
 
 def default_model_path() -> Path:
     """The shipped default model, ``data/default_model.pt`` inside the package."""
-    return Path(__file__).resolve().parent / "data" / "default_model.pt"
+    return model_path("default")

@@ -130,23 +130,55 @@ def write_extxyz(path, frames) -> None:
     """Extended XYZ through ASE, the one writer of labelled frames.
 
     Args:
-        frames: iterable of (numbers (natm,), positions_ang (natm, 3) Å, energy in eV, forces (natm, 3) eV/Å
-            or None, info dict of scalars; None values are left out). Energy and forces are written as
+        frames: iterable of (numbers (natm,), positions_ang (natm, 3) Å, energy in eV or None, forces
+            (natm, 3) eV/Å or None, info dict of scalars; None values are left out). Energy and forces are written as
             ``REF_energy`` and ``REF_forces``: ASE's own ``energy``/``forces`` keys belong to its calculator
             and some trainers drop them.
     """
-    import ase
     import ase.io
 
-    images = []
-    for numbers, positions_ang, energy_ev, forces_ev_ang, info in frames:
-        atoms = ase.Atoms(numbers=numbers, positions=positions_ang)
-        atoms.info[REF_ENERGY] = energy_ev
-        atoms.info.update({k: v for k, v in info.items() if v is not None})
-        if forces_ev_ang is not None:
-            atoms.arrays[REF_FORCES] = np.asarray(forces_ev_ang)
-        images.append(atoms)
+    images = [_labelled_atoms(*frame) for frame in frames]
     ase.io.write(str(path), images, format="extxyz")
+
+
+def _labelled_atoms(numbers, positions_ang, energy_ev, forces_ev_ang, info, arrays=None):
+    """A plain ``ase.Atoms`` (no calculator) carrying ``REF_energy``, ``REF_forces``, ``info`` (None values
+    left out) and per-atom ``arrays`` ({name: (natm, ...)})."""
+    import ase
+
+    atoms = ase.Atoms(numbers=numbers, positions=positions_ang)
+    atoms.info[REF_ENERGY] = energy_ev
+    atoms.info.update({k: v for k, v in info.items() if v is not None})
+    if forces_ev_ang is not None:
+        atoms.arrays[REF_FORCES] = np.asarray(forces_ev_ang)
+    for name, value in (arrays or {}).items():
+        atoms.arrays[name] = np.asarray(value)
+    return atoms
+
+
+def append_extxyz(path, numbers, positions_ang, energy_ev, forces_ev_ang, info, arrays=None) -> None:
+    """Append one labelled frame (keys as :func:`write_extxyz`, plus per-atom ``arrays``) to an extended XYZ
+    file and push it to disk (one ``write``, then flush and fsync): a run killed later keeps every frame
+    appended before.
+
+    Args:
+        numbers: (natm,) atomic numbers.
+        positions_ang: (natm, 3) Å.
+        energy_ev: ``REF_energy``, eV.
+        forces_ev_ang: ``REF_forces``, (natm, 3) eV/Å, or None.
+        info: scalars of the info line; None values are left out.
+        arrays: optional extra per-atom arrays, {name: (natm, 3)} (e.g. ``velocities_ang_fs``).
+    """
+    import io
+
+    import ase.io
+
+    text = io.StringIO()
+    ase.io.write(text, _labelled_atoms(numbers, positions_ang, energy_ev, forces_ev_ang, info, arrays), format="extxyz")
+    with open(path, "a") as fd:
+        fd.write(text.getvalue())
+        fd.flush()
+        os.fsync(fd.fileno())
 
 
 def summary(rec: dict) -> str:

@@ -124,12 +124,51 @@ class DeePKSCorrection(lib.StreamObject):
         self.v_delta = kernels.make_v_delta(gpdm, self._ovlp_proj)
         return self.e_delta, self.v_delta
 
+    def make_response(self, dm):
+        """The correction's linear response at density ``dm``: a function dm1 -> v1 = d v_delta/d dm [dm1]
+        = make_v_delta(d^2 e_delta/d pdm^2 . pdm(dm1)) (double backward through the model, its graph built
+        once here). dm1 (nao, nao) or (nset, nao, nao); only its symmetric part counts (e_delta is a
+        function of the physical, symmetric density). Returns v1 of dm1's shape, Eh."""
+        pdm = [torch.from_numpy(p).requires_grad_(True) for p in self.make_pdm(np.asarray(dm))]
+        with _one_torch_thread():
+            e_delta = self.model.energy_from_pdm(pdm, self._elem_index)
+            gpdm = torch.autograd.grad(e_delta, pdm, create_graph=True)
+
+        def response(dm1):
+            dm1 = np.asarray(dm1)
+            out = []
+            for d1 in dm1.reshape(-1, *dm1.shape[-2:]):
+                pdm1 = [torch.from_numpy(p) for p in self.make_pdm((d1 + d1.T) / 2)]
+                with _one_torch_thread():
+                    hpdm = torch.autograd.grad(gpdm, pdm, pdm1, retain_graph=True, allow_unused=True)
+                hpdm = [np.zeros(p.shape) if h is None else h.numpy() for h, p in zip(hpdm, pdm)]
+                out.append(kernels.make_v_delta(hpdm, self._ovlp_proj))
+            return np.asarray(out).reshape(dm1.shape)
+
+        return response
+
     def grad(self, dm) -> np.ndarray:
         """Gradient of e_delta w.r.t. nuclear positions at fixed dm, (natm, 3) Eh/bohr."""
         dm = np.asarray(dm)
         _, gpdm = self.energy_and_gpdm(dm)
         ipovlp = ipovlp_proj(self.mol, self.model.projector, self._pmol)
         return kernels.make_de_delta(gpdm, dm, self._ovlp_proj, ipovlp, ao_atom(self.mol))
+
+
+#: PySCF methods that would silently answer for the plain base functional on a corrected object: they need
+#: the correction's nuclear Hessian or build a correlated wave function without it
+REFUSED_METHODS = ("TDA", "TDHF", "TDDFT", "CasidaTDDFT", "Hessian", "MP2", "CISD", "CCSD", "CASCI", "CASSCF")
+
+
+def _refused(name: str):
+    def method(self, *args, **kwargs):
+        raise DeePKSInputError(
+            f"mf.{name}() does not include the DeePKS correction and would answer for the plain base functional; "
+            f"call mf.undo_deepks().{name}() to get that, knowingly"
+        )
+
+    method.__name__ = name
+    return method
 
 
 class _DeePKS:
@@ -205,10 +244,58 @@ class SCFWithDeePKS(_DeePKS):
 
     Gradients = nuc_grad_method
 
+    def gen_response(self, mo_coeff=None, mo_occ=None, singlet=None, *args, **kwargs):
+        """Response function of the corrected functional (orbital Hessian, CPHF, second-order SCF,
+        stability): the base functional's plus the correction's, :meth:`DeePKSCorrection.make_response` at
+        the current density. The correction depends on the total density only, so a triplet response
+        (``singlet=False``) has no correction part."""
+        vind = super().gen_response(mo_coeff, mo_occ, singlet, *args, **kwargs)
+        if singlet is False:
+            return vind
+        dm = self.make_rdm1(
+            mo_coeff if mo_coeff is not None else self.mo_coeff, mo_occ if mo_occ is not None else self.mo_occ
+        )
+        v_response = self.with_deepks.make_response(dm)
+        return lambda dm1: vind(dm1) + v_response(dm1)
+
+    def stability(self, *args, **kwargs):
+        """PySCF's stability analysis with the corrected Fock matrix and response (it builds the Fock
+        matrix as get_hcore() + get_veff(), which would leave v_delta out: v_delta at the current density is
+        added to the core Hamiltonian for the duration of the analysis)."""
+        h1e = super().get_hcore() + self.with_deepks.kernel(self.make_rdm1())[1]
+        with lib.temporary_env(self, get_hcore=lambda *a, **k: h1e):
+            return super().stability(*args, **kwargs)
+
+    def as_scanner(self):
+        """A PySCF scanner that keeps the correction (reset to each new geometry) and runs each SCF with
+        the retry ladder (:func:`run_scf`)."""
+        scanner = super().as_scanner()
+        return lib.set_class(_LadderScanner(scanner), (_LadderScanner, scanner.__class__))
+
     def e_base(self, dm=None) -> float:
         """Total energy of the base functional alone at ``dm`` (Eh)."""
         plain = self.undo_deepks()
         return plain.energy_tot(dm if dm is not None else self.make_rdm1())
+
+
+for _name in REFUSED_METHODS:
+    setattr(SCFWithDeePKS, _name, _refused(_name))
+
+
+class _LadderScanner:
+    """Mixin on a PySCF SCF scanner: each geometry's SCF runs :func:`run_scf` (the retry ladder)."""
+
+    def __init__(self, scanner):
+        self.__dict__.update(scanner.__dict__)
+
+    def kernel(self, dm0=None, **kwargs):
+        plain = lib.view(self, lib.drop_class(self.__class__, _LadderScanner))
+        ladder = {k: getattr(self, k) for k in ("damp", "diis_start_cycle", "level_shift")}
+        done = run_scf(plain, dm0)  # a view: the ladder's changed settings stay off the scanner
+        for key in ("e_tot", "converged", "mo_energy", "mo_coeff", "mo_occ", "scf_summary", "scf_attempts"):
+            setattr(self, key, getattr(done, key))
+        self.__dict__.update(ladder)
+        return self.e_tot
 
 
 def attach(mf, model: CorrectionModel):

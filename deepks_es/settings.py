@@ -168,6 +168,31 @@ class IterateSettings(_Settings):
     retries: int = setting(2, NONNEGATIVE_INT, "gentler retrainings when the check fails")
 
 
+@dataclass
+class OptSettings(_Settings):
+    """Geometry optimisation (``deepks-es opt``); forces in eV/Å, as ASE's optimisers use them."""
+
+    fmax: float = setting(0.05, POSITIVE, "converged when the largest force on an atom is below this, eV/Å")
+    steps: int = setting(200, POSITIVE_INT, "optimiser steps in all (a resumed run counts the earlier ones)")
+
+
+@dataclass
+class MDSettings(_Settings):
+    """Molecular dynamics (``deepks-es md``): velocity Verlet (NVE), or Langevin when ``temperature`` > 0."""
+
+    steps: int = setting(100, POSITIVE_INT, "MD steps in all (a resumed run counts the earlier ones)")
+    timestep: float = setting(0.5, POSITIVE, "time step, fs")
+    temperature: float = setting(0.0, NONNEGATIVE, "Langevin thermostat temperature, K (0: NVE, velocity Verlet)")
+    initial_temperature: float = setting(
+        0.0,
+        NONNEGATIVE,
+        "Maxwell-Boltzmann initial velocities at this temperature, K (0: velocities from FILE if it has them, "
+        "else at --temperature)",
+    )
+    friction: float = setting(0.01, POSITIVE, "Langevin friction, 1/fs")
+    seed: int = setting(0, NONNEGATIVE_INT, "seed of the initial velocities and of the Langevin noise")
+
+
 def add_arguments(parser, cls, exclude=()) -> None:
     """Command-line flags for the fields of settings dataclass ``cls`` (``--grid-level``), with its defaults
     and docs; booleans (all default False) become ``store_true`` flags."""

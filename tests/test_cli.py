@@ -105,7 +105,7 @@ BAD_INPUTS = {
         lambda d, m: [str(WATER / "H2O.xyz"), "--basis", "6-31G", "--model", str(m)],
         "trained in basis cc-pVDZ",
     ),
-    "missing model": (lambda d, m: [str(WATER / "H2O.xyz"), "--model", str(d / "none.pt")], "not found"),
+    "missing model": (lambda d, m: [str(WATER / "H2O.xyz"), "--model", str(d / "none.pt")], "neither a file nor"),
     "tampered model": (lambda d, m: [str(WATER / "H2O.xyz"), "--model", _tamper(m, d)], "SHA-256"),
     "unknown output suffix": (lambda d, m: [str(WATER / "H2O.xyz"), "--output", str(d / "r.csv")], "unknown suffix"),
     "periodic frame": (

@@ -40,7 +40,7 @@ def test_tampered_file_is_refused(tmp_path):
 
 
 def test_missing_and_foreign_files(tmp_path):
-    with pytest.raises(DeePKSInputError, match="not found"):
+    with pytest.raises(DeePKSInputError, match="neither a file nor a shipped model"):
         load_model(tmp_path / "absent.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")

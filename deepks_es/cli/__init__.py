@@ -11,9 +11,17 @@ import argparse
 import sys
 
 from ..errors import DeePKSInputError
-from . import evaluate, export, iterate, label, scf, train
+from . import evaluate, export, iterate, label, scf, select, train
 
-COMMANDS = {"scf": scf, "label": label, "export": export, "train": train, "iterate": iterate, "eval": evaluate}
+COMMANDS = {
+    "scf": scf,
+    "label": label,
+    "export": export,
+    "train": train,
+    "iterate": iterate,
+    "eval": evaluate,
+    "select": select,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

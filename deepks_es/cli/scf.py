@@ -18,7 +18,7 @@ def add_parser(sub):
     p.add_argument(
         "--model",
         default=None,
-        help="correction model checkpoint (default: the shipped data/default_model.pt); "
+        help="correction model: a checkpoint file or a shipped model's name (default, e3; default: default); "
         "'none' runs the plain base functional",
     )
     p.add_argument("--basis", default=None, help="AO basis (default: the model's, cc-pVDZ)")

@@ -1,0 +1,111 @@
+"""``deepks-es opt``: geometry optimisation (ASE's BFGS or FIRE) with the corrected SCF's energy and forces.
+
+Every step is appended to ``--output`` (extxyz: ``REF_energy`` eV, ``REF_forces`` eV/Å and the step's
+info, :data:`deepks_es.keys.TRAJECTORY_INFO`) as soon as it is computed; a rerun with the same
+``--output`` continues from its last geometry.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ..settings import OptSettings, add_arguments, from_args
+from ._calculator import add_calculator_arguments, describe, make_calculator, standalone_main
+
+OPTIMIZERS = ("bfgs", "fire")
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "opt",
+        help="geometry optimisation with the DeePKS-corrected SCF (ASE BFGS or FIRE)",
+        description="Optimise the geometry of FILE (its last frame) with PBE (or --xc) + DeePKS energies and "
+        "analytic forces. Each step is appended to --output; rerunning with the same --output resumes.",
+    )
+    p.add_argument("input", metavar="FILE", help="xyz/extxyz file (the last frame of a multi-frame file)")
+    p.add_argument("--output", required=True, metavar="PATH", help="trajectory, extxyz (appended; resumed)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="bfgs", help="ASE optimiser (default bfgs)")
+    add_arguments(p, OptSettings)
+    add_calculator_arguments(p)
+    return p
+
+
+def _fmax(forces) -> float:
+    return float((forces**2).sum(axis=1).max() ** 0.5)
+
+
+def run(args) -> int:
+    import ase
+    from ase.optimize import BFGS, FIRE
+
+    from ..ase import SCFNotConvergedError
+    from ..keys import REF_FORCES
+    from ..trajectory import (
+        append_step,
+        check_resume,
+        check_trajectory_output,
+        read_start,
+        read_trajectory,
+        run_meta,
+        step_info,
+    )
+
+    opt = from_args(OptSettings, args)
+    check_trajectory_output(args.output, args.input)
+    frame, _ = read_start(args.input, args.charge, args.multiplicity)
+    calc = make_calculator(args, frame)
+    atoms = ase.Atoms(numbers=frame.numbers, positions=frame.positions_ang)
+    calc.make_frame(atoms)  # periodic, elements the model lacks, ... before any SCF
+    done = read_trajectory(args.output)
+    start = 0
+    if done:
+        last = done[-1]
+        check_resume(last, frame, run_meta(calc), args.output)
+        start = int(last.info["step"])
+        atoms.positions = last.positions
+        fmax = _fmax(last.arrays[REF_FORCES])
+        if fmax < opt.fmax:
+            print(f"{args.output}: already converged at step {start} (fmax {fmax:.4f} < {opt.fmax} eV/Å)")
+            return 0
+        print(f"resuming {args.output} from step {start} (fmax {fmax:.4f} eV/Å); the optimiser starts afresh there")
+    if start >= opt.steps:
+        print(f"deepks-es: {args.output} has reached --steps {opt.steps} without converging; raise --steps")
+        return 1
+    print(describe(calc))
+    print(f"{args.optimizer.upper()} on {frame.name} ({len(atoms)} atoms), fmax {opt.fmax} eV/Å, steps {opt.steps}")
+    atoms.calc = calc
+    dyn = {"bfgs": BFGS, "fire": FIRE}[args.optimizer](atoms, logfile=None)
+    step, written, converged, t_last = start, (start if done else None), False, time.perf_counter()
+    try:
+        for converged_now in dyn.irun(fmax=opt.fmax, steps=opt.steps - start):
+            step, converged = start + dyn.nsteps, converged_now
+            info = step_info(calc, step)
+            if not (done and dyn.nsteps == 0):  # a resumed run's first frame is already in the file
+                append_step(args.output, atoms, info)
+                written = step
+            now = time.perf_counter()
+            print(
+                f"step {step:4d}  energy {calc.results['energy']:.6f} eV  fmax {info['fmax_ev_ang']:.4f} eV/Å  "
+                f"cycles {info['cycles']:3d}  {now - t_last:.1f} s",
+                flush=True,
+            )
+            t_last = now
+    except SCFNotConvergedError as exc:
+        kept = "no step was written" if written is None else f"steps 0-{written} are kept in {args.output}"
+        print(f"deepks-es: error: {exc}; {kept}", file=sys.stderr)
+        return 1
+    if not converged:
+        print(f"deepks-es: not converged within --steps {opt.steps}; rerun with more --steps to continue")
+        return 1
+    print(f"converged at step {step}: energy {calc.results['energy']:.6f} eV; trajectory in {args.output}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """``deepks-es opt`` with ``argv`` (the arguments after ``opt``)."""
+    return standalone_main(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
