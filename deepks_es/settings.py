@@ -142,11 +142,14 @@ class LossSettings(_Settings):
 
 @dataclass
 class TrainSettings(_Settings):
-    """The optimiser (Adam, learning rate decaying exponentially from ``lr`` to ``lr_final``)."""
+    """The optimiser: Adam, learning rate decaying exponentially from ``lr`` to ``lr_final``, ramped up
+    linearly over the first ``warmup_epochs``: Adam's moment estimates start empty, and from a trained
+    model (a warm start) its first full-size steps can throw away what the model knew."""
 
     epochs: int = setting(500, POSITIVE_INT)
     lr: float = setting(1e-3, POSITIVE)
     lr_final: float = setting(1e-5, POSITIVE)
+    warmup_epochs: int = setting(0, NONNEGATIVE_INT, "epochs of a linear learning-rate ramp at the start (0: none)")
     batch_size: int = setting(16, POSITIVE_INT, "frames per optimiser step (frames of one composition stacked)")
     valid_fraction: float = setting(0.1, VALID_FRACTION, "structures held out for validation (by geometry key)")
     prefit: bool = setting(True, BOOL, "descriptor statistics and energy shift before training a new model")

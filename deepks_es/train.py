@@ -152,7 +152,8 @@ def train(
     valid = make_batches(valid_frames, opts.batch_size)
     optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
     gamma = (opts.lr_final / opts.lr) ** (1.0 / max(opts.epochs - 1, 1))
-    sched = torch.optim.lr_scheduler.ExponentialLR(optim, gamma)
+    warmup = max(opts.warmup_epochs, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda epoch: gamma**epoch * min(1.0, (epoch + 1) / warmup))
     history, start, best = [], 0, None
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint is not None and checkpoint.is_file():

@@ -343,3 +343,16 @@ def test_training_keeps_the_best_logged_weights(stores):
     assert [e["epoch"] for e in history if e["kept"]] == [history[int(np.argmin(losses))]["epoch"]]
     now = evaluate(model, make_batches(frames, 1), weights, n_virt=1)["loss"]
     assert now == pytest.approx(min(losses), rel=1e-12)
+
+
+def test_learning_rate_warmup(stores):
+    """warmup_epochs ramps the learning rate linearly, then it decays exponentially to lr_final."""
+    from deepks_es.settings import LossSettings, TrainSettings
+    from deepks_es.train import train
+
+    frames, _ = load_frames(stores["pbe"], stores["hse06"])
+    opts = TrainSettings(epochs=6, lr=1e-3, lr_final=1e-4, warmup_epochs=4, batch_size=4, checkpoint_every=1)
+    history = train(random_model(seed=6), frames, [], opts, LossSettings(), log=lambda s: None, progress=False)
+    gamma = 0.1 ** (1 / 5)
+    expected = [1e-3 * gamma**e * min(1.0, (e + 1) / 4) for e in range(1, 7)]  # the lr of the next epoch
+    np.testing.assert_allclose([h["lr"] for h in history], expected, rtol=1e-12)
