@@ -134,3 +134,16 @@ def test_shipped_e3_model_loads_and_converges_on_a_held_out_dimer(dimer):
     gap_ev = res["gap"] * HARTREE2EV
     assert abs(gap_ev - HSE06_2CS["gap_ev"]) < 0.1 * abs(PBE_2CS["gap_ev"] - HSE06_2CS["gap_ev"])
     assert abs(res["e_tot"] - HSE06_2CS["e_tot"]) < 0.6 * abs(PBE_2CS["e_tot"] - HSE06_2CS["e_tot"])
+
+
+def test_public_api_and_named_models():
+    """The README's Python example uses only top-level names; shipped models load by name."""
+    import deepks_es
+    from deepks_es.model import MODEL_NAMES, model_path
+
+    for name in ("DeePKSCalculator", "build_scf", "read_frames", "frame_to_mol", "load_model", "run_scf", "attach"):
+        assert name in deepks_es.__all__ and callable(getattr(deepks_es, name))
+    assert model_path("default") == deepks_es.default_model_path() and set(MODEL_NAMES) >= {"default", "e3"}
+    assert load_model("e3").kind == "e3" and load_model("default").settings["sha256"] == load_model().settings["sha256"]
+    with pytest.raises(DeePKSInputError, match="neither a file nor a shipped model"):
+        load_model("ccsdt-not-shipped")
