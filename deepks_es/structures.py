@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DeePKSInputError
+from .settings import DEFAULT_BASIS
 
 MIN_DISTANCE_ANG = 0.5
 
@@ -215,7 +216,7 @@ def read_frames(
     return frames
 
 
-def frame_to_mol(frame: Frame, basis: str = "cc-pVDZ", verbose: int = 0):
+def frame_to_mol(frame: Frame, basis: str = DEFAULT_BASIS, verbose: int = 0):
     """A built ``pyscf.gto.Mole`` for ``frame``.
 
     Raises:

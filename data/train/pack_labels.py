@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""Reference labels that took hours, as a compact archive in git, and back into a label store.
+
+    python data/train/pack_labels.py pack labels/hse06_thermal_train_df.h5 data/train/labels/hse06_thermal_train_df.npz
+    python data/train/pack_labels.py unpack data/train/labels/hse06_thermal_train_df.npz labels/hse06_thermal_train_df.h5
+
+The archive keeps what training and evaluation read from a *target* store: per converged frame the
+structure (name, source, numbers, positions_ang, charge, multiplicity), ``e_tot``, ``forces``,
+``mo_energy``, ``mo_occ`` and the occupied plus ``--virtual`` (default 4) lowest virtual orbitals of
+``mo_coeff`` in float32 (what the eigenvector loss reads: occupied + n_virt columns; float32 changes
+C_t^T H C_t by ~1e-7 Eh), compressed (numpy ``savez_compressed``); ``dm``, ``fock``, ``ovlp`` and failed
+frames are left out. The store metadata (method, xc definition, basis, grid, versions) travels as JSON.
+Unpacking writes an ordinary label store (``deepks-es`` reads it like the original; records keep their
+keys, so a later ``deepks-es label`` run on the same frames skips them, except where it asks for
+matrices the archive does not hold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from deepks_es.keys import RECORD_ATTRS
+from deepks_es.store import LabelStore
+
+ARRAYS = ("numbers", "positions_ang", "forces", "mo_energy", "mo_occ", "mo_coeff")
+SCALARS = ("e_tot", "homo", "lumo", "gap", "wall_s")
+
+
+def pack(store_path, archive, virtual: int = 4) -> int:
+    store = LabelStore(store_path)
+    records = store.records(matrices=True)
+    out = {"metadata": np.array(json.dumps(store.metadata)), "count": np.array(len(records))}
+    for i, rec in enumerate(records):
+        head = {k: rec[k] for k in ("key", *RECORD_ATTRS)}
+        head.update({k: rec[k] for k in SCALARS})
+        out[f"{i}/head"] = np.array(json.dumps(head))
+        for name in ARRAYS:
+            value = rec[name]
+            if value is None:
+                continue
+            if name == "mo_coeff":
+                value = value[:, : int((rec["mo_occ"] > 0).sum()) + virtual].astype(np.float32)
+            out[f"{i}/{name}"] = value
+    np.savez_compressed(archive, **out)
+    return len(records)
+
+
+def unpack(archive, store_path) -> int:
+    data = np.load(archive)
+    store = LabelStore(store_path, json.loads(str(data["metadata"])))
+    stored = set(store.keys())
+    n = int(data["count"])
+    with store.lock():
+        for i in range(n):
+            rec = json.loads(str(data[f"{i}/head"]))
+            if rec["key"] in stored:
+                continue
+            for name in ARRAYS:
+                rec[name] = data[f"{i}/{name}"] if f"{i}/{name}" in data else None
+            store.write(rec)
+    return n
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("action", choices=("pack", "unpack"))
+    p.add_argument("source")
+    p.add_argument("destination")
+    p.add_argument("--virtual", type=int, default=4, help="virtual orbitals kept beyond the occupied ones")
+    args = p.parse_args(argv)
+    if args.action == "pack":
+        n = pack(args.source, args.destination, args.virtual)
+    else:
+        n = unpack(args.source, args.destination)
+    print(f"{n} records {args.action}ed: {args.source} -> {args.destination}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
