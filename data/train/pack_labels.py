@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Reference labels that took hours, as a compact archive in git, and back into a label store.
 
-    python data/train/pack_labels.py pack labels/hse06_thermal_train_df.h5 data/train/labels/hse06_thermal_train_df.npz
-    python data/train/pack_labels.py unpack data/train/labels/hse06_thermal_train_df.npz labels/hse06_thermal_train_df.h5
+    python data/train/pack_labels.py pack labels/S.h5 data/train/labels/S.npz      # store -> archive
+    python data/train/pack_labels.py unpack data/train/labels/S.npz labels/S.h5    # archive -> store
 
 The archive keeps what training and evaluation read from a *target* store: per converged frame the
 structure (name, source, numbers, positions_ang, charge, multiplicity), ``e_tot``, ``forces``,
