@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Recipe of data/train/labels/*.npz: run from anywhere; rerun after a kill (finished frames are skipped).
+# Cost on 2 idle cores: n = 1-6 training frames (72) took 1.0 h while sharing the CPU; the whole list ~8 h.
+# First unpack the committed archives into labels/ so that finished frames are not recomputed:
+#   python data/train/pack_labels.py unpack data/train/labels/S.npz labels/S.h5
+# HSE06/cc-pVDZ (DF) labels of the thermal and liquid-cut clusters, cheapest first (resumable).
+cd "$(dirname "$0")/../.."
+[ -f .venv/bin/activate ] && . .venv/bin/activate
+export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
+T=data/train/thermal
+tr() { deepks-es label "$@" --method hse06 --forces --density-fit --save-matrices --store labels/hse06_thermal_train_df.h5 --no-progress; }
+ho() { deepks-es label "$@" --method hse06 --forces --density-fit --store labels/hse06_thermal_heldout_df.h5 --no-progress; }
+tr $T/train/thermal_n0[1-6].xyz
+ho $T/heldout/thermal_n0[2-6].xyz
+tr $T/train/thermal_n0[7-9].xyz $T/train/thermal_n10.xyz $T/train/liquid_cut_n0[89].xyz $T/train/liquid_cut_n10.xyz
+ho $T/heldout/thermal_n0[7-9].xyz $T/heldout/thermal_n10.xyz
+tr $T/train/thermal_n1[1-2].xyz $T/train/liquid_cut_n1[12].xyz
+ho $T/heldout/thermal_n1[1-2].xyz $T/heldout/liquid_cut_n12.xyz
+tr $T/train/thermal_n1[3-6].xyz $T/train/liquid_cut_n1[3-6].xyz
+ho $T/heldout/thermal_n1[3-6].xyz $T/heldout/liquid_cut_n1[3-9].xyz $T/heldout/liquid_cut_n20.xyz
+echo "labels done; pack them: python data/train/pack_labels.py pack labels/S.h5 data/train/labels/S.npz"
