@@ -100,9 +100,10 @@ class DeePKSCalculator(Calculator):
     settings : SCFSettings, optional
         Density fitting, grid level, conv_tol (Eh), max_cycle per attempt of the retry ladder.
     grid_response : bool
-        Include the DFT grid's response in the forces (default True): without it the forces miss -dE/dx
-        by ~8e-4 eV/Å on a water dimer (grid level 3; measured in tests/test_ase.py), which breaks energy
-        conservation in MD and line searches. Costs ~40% of a gradient on small molecules.
+        Include the DFT grid's response in the forces (default True), so that they are -dE/dx of the
+        energy on the (moving) grid: without it they miss central differences by 8e-4 eV/Å (STO-3G dimer)
+        and change by 7e-4 eV/Å on the cc-pVDZ dimer and 2e-3 eV/Å on the hexamer (grid level 3). Costs
+        +18% (dimer) and +50% (hexamer) CPU per gradient (benchmarks/bench_ase.py ``grid``).
     reuse_density : bool
         Start each SCF from the previous converged density, projected onto the new geometry (default
         True); False starts every SCF from PySCF's default guess (to measure cold starts).

@@ -118,6 +118,6 @@ TRAJECTORY_INFO = {
 TRAJECTORY_MD_INFO = {
     "time_fs": ("()", "fs"),
     "e_kin_ev": ("()", "eV"),
-    "temperature_k": ("()", "K"),  # from the kinetic energy, 3N degrees of freedom (ASE's convention)
+    "temperature_k": ("()", "K"),  # from the kinetic energy; ASE's degrees of freedom (3N minus constraints)
 }
 VELOCITIES_ANG_FS = "velocities_ang_fs"  # arrays (md), (natm, 3) angstrom/fs

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from ..errors import DeePKSInputError
-from . import evaluate, export, iterate, label, scf, select, train
+from . import evaluate, export, iterate, label, md, opt, scf, select, train
 
 COMMANDS = {
     "scf": scf,
@@ -21,6 +21,8 @@ COMMANDS = {
     "iterate": iterate,
     "eval": evaluate,
     "select": select,
+    "opt": opt,
+    "md": md,
 }
 
 
