@@ -61,6 +61,34 @@ def make_calculator(args, frame):
     return calc
 
 
+def start_run(args, required_arrays=()):
+    """What ``opt`` and ``md`` do before their first SCF: check the output, read the start frame, build and
+    check the calculator, read a trajectory to resume from.
+
+    Returns:
+        (frame, velocities of the input file or None, calculator, ase.Atoms at the start, resume): resume is
+        the last frame of ``args.output`` (checked against this run's settings) or None.
+
+    Raises:
+        DeePKSInputError: any bad input (see the commands), before any SCF.
+    """
+    import ase
+
+    from ..trajectory import check_resume, check_trajectory_output, read_start, read_trajectory, run_meta
+
+    check_trajectory_output(args.output, args.input)
+    frame, file_velocities = read_start(args.input, args.charge, args.multiplicity)
+    calc = make_calculator(args, frame)
+    atoms = ase.Atoms(numbers=frame.numbers, positions=frame.positions_ang)
+    calc.make_frame(atoms)  # periodic, elements the model lacks, ... before any SCF
+    done = read_trajectory(args.output, required_arrays=required_arrays)
+    resume = done[-1] if done else None
+    if resume is not None:
+        check_resume(resume, frame, run_meta(calc), args.output)
+        atoms.positions = resume.positions
+    return frame, file_velocities, calc, atoms, resume
+
+
 def describe(calc) -> str:
     """One line: method, basis, model."""
     if calc.model is None:

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from ..settings import MDSettings, add_arguments, from_args
-from ._calculator import add_calculator_arguments, describe, make_calculator, standalone_main
+from ._calculator import add_calculator_arguments, describe, standalone_main, start_run
 
 
 def add_parser(sub):
@@ -54,7 +54,6 @@ def initial_velocities(md: MDSettings, file_velocities, atoms):
 
 
 def run(args) -> int:
-    import ase
     from ase import units
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
@@ -62,32 +61,16 @@ def run(args) -> int:
 
     from ..ase import SCFNotConvergedError
     from ..keys import VELOCITIES_ANG_FS
-    from ..trajectory import (
-        append_step,
-        check_resume,
-        check_trajectory_output,
-        read_start,
-        read_trajectory,
-        run_meta,
-        step_info,
-    )
+    from ..trajectory import append_step, step_info
 
     md = from_args(MDSettings, args)
-    check_trajectory_output(args.output, args.input)
-    frame, file_velocities = read_start(args.input, args.charge, args.multiplicity)
-    calc = make_calculator(args, frame)
-    atoms = ase.Atoms(numbers=frame.numbers, positions=frame.positions_ang)
-    calc.make_frame(atoms)  # periodic, elements the model lacks, ... before any SCF
-    done = read_trajectory(args.output, required_arrays=(VELOCITIES_ANG_FS,))
+    frame, file_velocities, calc, atoms, last = start_run(args, required_arrays=(VELOCITIES_ANG_FS,))
     start, time_fs = 0, 0.0
-    if done:
-        last = done[-1]
-        check_resume(last, frame, run_meta(calc), args.output)
+    if last is not None:
         start, time_fs = int(last.info["step"]), float(last.info.get("time_fs", 0.0))
         if start >= md.steps:
             print(f"{args.output} already holds step {start} of --steps {md.steps}; raise --steps to continue")
             return 0
-        atoms.positions = last.positions
         velocities, how = last.arrays[VELOCITIES_ANG_FS], f"resumed from step {start} of {args.output}"
     else:
         velocities, how = initial_velocities(md, file_velocities, atoms)
@@ -107,7 +90,7 @@ def run(args) -> int:
         kind = "NVE (velocity Verlet)"
     print(f"{kind} on {frame.name} ({len(atoms)} atoms), {md.timestep} fs x {md.steps} steps; velocities: {how}")
     atoms.calc = calc
-    step, written, t_last = start, (start if done else None), time.perf_counter()
+    step, written, t_last = start, (start if last is not None else None), time.perf_counter()
     try:
         for _ in dyn.irun(steps=md.steps - start):
             step = start + dyn.nsteps
@@ -118,7 +101,7 @@ def run(args) -> int:
                 "e_kin_ev": e_kin,
                 "temperature_k": float(atoms.get_temperature()),
             }
-            if not (done and dyn.nsteps == 0):  # a resumed run's first frame is already in the file
+            if not (last is not None and dyn.nsteps == 0):  # a resumed run's first frame is already in the file
                 append_step(args.output, atoms, info, {VELOCITIES_ANG_FS: atoms.get_velocities() * units.fs})
                 written = step
             now = time.perf_counter()

@@ -11,7 +11,7 @@ import sys
 import time
 
 from ..settings import OptSettings, add_arguments, from_args
-from ._calculator import add_calculator_arguments, describe, make_calculator, standalone_main
+from ._calculator import add_calculator_arguments, describe, standalone_main, start_run
 
 OPTIMIZERS = ("bfgs", "fire")
 
@@ -36,34 +36,17 @@ def _fmax(forces) -> float:
 
 
 def run(args) -> int:
-    import ase
     from ase.optimize import BFGS, FIRE
 
     from ..ase import SCFNotConvergedError
     from ..keys import REF_FORCES
-    from ..trajectory import (
-        append_step,
-        check_resume,
-        check_trajectory_output,
-        read_start,
-        read_trajectory,
-        run_meta,
-        step_info,
-    )
+    from ..trajectory import append_step, step_info
 
     opt = from_args(OptSettings, args)
-    check_trajectory_output(args.output, args.input)
-    frame, _ = read_start(args.input, args.charge, args.multiplicity)
-    calc = make_calculator(args, frame)
-    atoms = ase.Atoms(numbers=frame.numbers, positions=frame.positions_ang)
-    calc.make_frame(atoms)  # periodic, elements the model lacks, ... before any SCF
-    done = read_trajectory(args.output)
+    frame, _, calc, atoms, last = start_run(args)
     start = 0
-    if done:
-        last = done[-1]
-        check_resume(last, frame, run_meta(calc), args.output)
+    if last is not None:
         start = int(last.info["step"])
-        atoms.positions = last.positions
         fmax = _fmax(last.arrays[REF_FORCES])
         if fmax < opt.fmax:
             print(f"{args.output}: already converged at step {start} (fmax {fmax:.4f} < {opt.fmax} eV/Å)")
@@ -76,12 +59,12 @@ def run(args) -> int:
     print(f"{args.optimizer.upper()} on {frame.name} ({len(atoms)} atoms), fmax {opt.fmax} eV/Å, steps {opt.steps}")
     atoms.calc = calc
     dyn = {"bfgs": BFGS, "fire": FIRE}[args.optimizer](atoms, logfile=None)
-    step, written, converged, t_last = start, (start if done else None), False, time.perf_counter()
+    step, written, converged, t_last = start, (start if last is not None else None), False, time.perf_counter()
     try:
         for converged_now in dyn.irun(fmax=opt.fmax, steps=opt.steps - start):
             step, converged = start + dyn.nsteps, converged_now
             info = step_info(calc, step)
-            if not (done and dyn.nsteps == 0):  # a resumed run's first frame is already in the file
+            if not (last is not None and dyn.nsteps == 0):  # a resumed run's first frame is already in the file
                 append_step(args.output, atoms, info)
                 written = step
             now = time.perf_counter()
