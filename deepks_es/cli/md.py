@@ -124,7 +124,3 @@ def run(args) -> int:
 def main(argv=None) -> int:
     """``deepks-es md`` with ``argv`` (the arguments after ``md``)."""
     return standalone_main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -88,7 +88,3 @@ def run(args) -> int:
 def main(argv=None) -> int:
     """``deepks-es opt`` with ``argv`` (the arguments after ``opt``)."""
     return standalone_main(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
