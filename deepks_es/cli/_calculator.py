@@ -10,9 +10,9 @@ from ..errors import DeePKSInputError
 from ..settings import SCFSettings, add_arguments, from_args
 
 
-def add_calculator_arguments(p) -> None:
-    """``--model``, ``--basis``, ``--xc``, ``--charge``, ``--multiplicity``, the SCF settings, and the
-    calculator's switches."""
+def add_level_arguments(p) -> None:
+    """``--model``, ``--basis``, ``--xc``, ``--charge``, ``--multiplicity``: what a single calculation runs
+    (``scf``, ``opt``, ``md``)."""
     p.add_argument(
         "--model",
         default=None,
@@ -25,6 +25,11 @@ def add_calculator_arguments(p) -> None:
     p.add_argument(
         "--multiplicity", type=int, default=None, help="2S+1 (default: from the comment line, else 1; only 1)"
     )
+
+
+def add_calculator_arguments(p) -> None:
+    """:func:`add_level_arguments`, the SCF settings, and the calculator's switches."""
+    add_level_arguments(p)
     add_arguments(p, SCFSettings, exclude=("workers", "threads_per_worker"))
     p.add_argument(
         "--no-grid-response",

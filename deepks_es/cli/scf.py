@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ._calculator import add_level_arguments
 from ..settings import DEFAULT_BASIS, DEFAULT_XC, SCFSettings, add_arguments, from_args
 
 
@@ -15,23 +16,9 @@ def add_parser(sub):
         "e_delta, HOMO/LUMO/gap and (with --forces) forces for every structure.",
     )
     p.add_argument("inputs", nargs="+", metavar="FILE", help="xyz/extxyz files (all frames are run)")
-    p.add_argument(
-        "--model",
-        default=None,
-        help="correction model: a checkpoint file or a shipped model's name (default, e3; default: default); "
-        "'none' runs the plain base functional",
-    )
-    p.add_argument("--basis", default=None, help="AO basis (default: the model's, cc-pVDZ)")
-    p.add_argument("--xc", default=None, help="base functional (default: the model's, PBE)")
+    add_level_arguments(p)
     p.add_argument("--forces", action="store_true", help="also compute analytic forces")
     p.add_argument("--output", default=None, metavar="PATH", help="write results: .json (for scripts) or .extxyz")
-    p.add_argument("--charge", type=int, default=None, help="total charge (default: from the comment line, else 0)")
-    p.add_argument(
-        "--multiplicity",
-        type=int,
-        default=None,
-        help="2S+1 (default: from the comment line, else 1; only 1 is supported)",
-    )
     add_arguments(p, SCFSettings, exclude=("workers", "threads_per_worker"))
     p.add_argument("--verbose", type=int, default=0, help="PySCF verbosity (4 logs every SCF cycle)")
     return p
