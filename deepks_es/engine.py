@@ -48,8 +48,9 @@ def _warm_up():
 
 
 def key_of(frame, spec: LabelSpec) -> str:
+    method = spec.method + (" frozen-core" if spec.frozen_core else "")
     return frame_key(
-        frame.numbers, frame.positions_ang, frame.charge, frame.multiplicity, spec.method, spec.basis, spec.model_sha256
+        frame.numbers, frame.positions_ang, frame.charge, frame.multiplicity, method, spec.basis, spec.model_sha256
     )
 
 

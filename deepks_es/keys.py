@@ -34,6 +34,10 @@ RECORD_DATASETS = {
     "lumo": ("float64", "()", "Eh"),
     "gap": ("float64", "()", "Eh"),
     "wall_s": ("float64", "()", "s"),
+    # ccsd / ccsd(t): e_tot = e_hf + e_corr (+ e_t)
+    "e_hf": ("float64", "()", "Eh"),
+    "e_corr": ("float64", "()", "Eh"),  # CCSD correlation energy
+    "e_t": ("float64", "()", "Eh"),  # the (T) correction
     # committee spread (deepks with several models; DP-GEN's deviations)
     "e_tot_std": ("float64", "()", "Eh"),
     "force_std": ("float64", "(natm,)", "Eh/bohr"),

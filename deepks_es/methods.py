@@ -5,8 +5,9 @@ Methods:
     hse06     PySCF RKS, xc='HSE06' as is (Libxc id 428, omega = 0.11 bohr^-1, 25% short-range exchange;
               never set ``omega``: that changes the functional). Other codes' "HSE06" differ at mEh.
     deepks    the base functional of the model + DeePKS correction; several models = a committee
-    ccsd      RHF + CCSD, energies only
-    ccsd(t)   RHF + CCSD(T), energies only
+    ccsd      RHF + CCSD (pyscf.cc); energy, its RHF and correlation parts, analytic forces on request
+    ccsd(t)   RHF + CCSD(T); as ccsd plus the (T) part; forces from the (T)-relaxed densities
+              (pyscf.grad.ccsd_t with the (T) lambda equations). All-electron unless ``frozen_core``.
 
 Records are plain dicts in atomic units (see :mod:`deepks_es.store` for the fields); ``forces`` = -gradient.
 """
@@ -25,7 +26,8 @@ from .keys import MATRIX_KEYS
 from .settings import DEFAULT_BASIS, DEFAULT_XC, SCFSettings, flag
 
 METHODS = ("pbe", "hse06", "deepks", "ccsd", "ccsd(t)")
-ENERGY_ONLY = ("ccsd", "ccsd(t)")
+#: wave-function methods: no Kohn-Sham matrices, no orbital-energy labels (the RHF ones are stored)
+CC_METHODS = ("ccsd", "ccsd(t)")
 XC = {"pbe": "PBE", "hse06": "HSE06"}
 
 
@@ -36,13 +38,17 @@ class LabelSpec:
     Attributes:
         method: one of ``METHODS``.
         basis: AO basis.
-        forces: compute analytic forces (not for energy-only methods).
+        forces: compute analytic forces (for ccsd/ccsd(t): costly, see README "CCSD(T) labels").
         save_matrices: also return dm, fock, ovlp, mo_coeff (AO basis, Eh).
         model_paths: checkpoints for ``deepks`` (one, or several for a committee).
         model_sha256: their hashes, checked again when a worker loads them.
         scf: :class:`~deepks_es.settings.SCFSettings` (density fitting, grid, convergence, workers,
             threads per worker).
-        xc: the base functional, set by :meth:`validate` ("" for the energy-only methods).
+        frozen_core: ccsd/ccsd(t) with the chemical cores frozen (PySCF's ``set_frozen()``); default
+            all-electron.
+        max_memory_mb: memory a CC job may use (default: the machine's available memory / workers),
+            checked against :func:`cc_memory_mb` before any compute.
+        xc: the base functional, set by :meth:`validate` ("" for ccsd/ccsd(t)).
     """
 
     method: str
@@ -52,6 +58,8 @@ class LabelSpec:
     model_paths: list = field(default_factory=list)
     model_sha256: list = field(default_factory=list)
     scf: SCFSettings = field(default_factory=SCFSettings)
+    frozen_core: bool = False
+    max_memory_mb: float | None = None
     xc: str = ""
 
     @property
@@ -65,7 +73,8 @@ class LabelSpec:
         functional) before any compute.
 
         Raises:
-            DeePKSInputError: unknown method, forces or matrices with an energy-only method, a model
+            DeePKSInputError: unknown method, matrices or --frozen-core with a method that has none, a
+                non-positive --max-memory-mb, a model
                 given for a method other than deepks, a bad model file or one for another basis, a
                 committee of models for different base functionals, a setting out of range.
         """
@@ -74,9 +83,11 @@ class LabelSpec:
         self.scf = self.scf.validate(name)
         if self.method not in METHODS:
             raise DeePKSInputError(f"--method {self.method!r} is unknown; use one of {', '.join(METHODS)}")
-        if self.method in ENERGY_ONLY and self.forces:
-            raise DeePKSInputError(f"--method {self.method} gives energies only; drop --forces")
-        if self.method in ENERGY_ONLY and self.save_matrices:
+        if self.max_memory_mb is not None and not self.max_memory_mb > 0:
+            raise DeePKSInputError(f"--max-memory-mb must be positive, got {self.max_memory_mb}")
+        if self.frozen_core and self.method not in CC_METHODS:
+            raise DeePKSInputError(f"--frozen-core is for ccsd and ccsd(t), not --method {self.method}")
+        if self.method in CC_METHODS and self.save_matrices:
             raise DeePKSInputError(f"--method {self.method} has no Kohn-Sham matrices; drop --save-matrices")
         if self.method != "deepks" and self.model_paths:
             raise DeePKSInputError(f"--model is only used with --method deepks, not {self.method}")
@@ -108,6 +119,7 @@ class LabelSpec:
         xc = self.xc
         meta = {
             "method": self.method,
+            **({"frozen_core": self.frozen_core} if self.method in CC_METHODS else {}),
             "basis": self.basis,
             "xc": xc,
             "grid_level": self.scf.grid_level if xc else -1,
@@ -145,6 +157,9 @@ def _dft_record(mol, spec: LabelSpec, xc: str, model=None) -> dict:
 
 
 def _cc_record(mol, spec: LabelSpec) -> dict:
+    """RHF + CCSD (+ (T)) of one molecule: ``e_tot`` = ``e_hf`` + ``e_corr`` (+ ``e_t``) and, with
+    ``spec.forces``, the analytic forces (pyscf.grad.ccsd, or pyscf.grad.ccsd_t after the (T) lambda
+    equations, pyscf.cc.ccsd_t_lambda_slow; PySCF's examples/grad/05-ccsd_grad.py)."""
     from pyscf import cc, scf
 
     from .scf import run_scf
@@ -156,11 +171,87 @@ def _cc_record(mol, spec: LabelSpec) -> dict:
     mf.max_cycle = spec.scf.max_cycle
     mf = run_scf(mf)
     mycc = cc.CCSD(mf)
-    mycc.kernel()
-    e_tot = mycc.e_tot + (mycc.ccsd_t() if spec.method == "ccsd(t)" else 0.0)
+    if spec.frozen_core:
+        mycc.set_frozen()
+    mycc.max_memory = spec.max_memory_mb or max(mycc.max_memory, 0.8 * available_memory_mb() / spec.scf.workers)
+    eris = mycc.ao2mo()
+    mycc.kernel(eris=eris)
     rec = scf_fields(mf)  # RHF orbitals and SCF cycles
-    rec.update(e_tot=float(e_tot), forces=None, converged=bool(mf.converged and mycc.converged))
+    rec.update(e_hf=float(mycc.e_hf), e_corr=float(mycc.e_corr))
+    converged = bool(mf.converged and mycc.converged)
+    e_t = 0.0
+    if spec.method == "ccsd(t)":
+        e_t = float(mycc.ccsd_t(eris=eris))
+        rec["e_t"] = e_t
+    de = None
+    if spec.forces and spec.method == "ccsd":
+        mycc.solve_lambda(eris=eris)
+        converged &= bool(mycc.converged_lambda)
+        de = mycc.nuc_grad_method().kernel(eris=eris)
+    elif spec.forces:
+        from pyscf.cc import ccsd_t_lambda_slow
+        from pyscf.grad import ccsd_t as ccsd_t_grad
+
+        conv, l1, l2 = ccsd_t_lambda_slow.kernel(mycc, eris, mycc.t1, mycc.t2, verbose=0)
+        converged &= bool(conv)
+        de = ccsd_t_grad.Gradients(mycc).kernel(mycc.t1, mycc.t2, l1, l2, eris=eris)
+    rec.update(e_tot=float(mycc.e_tot + e_t), forces=None if de is None else -np.asarray(de), converged=converged)
     return rec
+
+
+def cc_memory_mb(nao: int, nocc: int, forces: bool = False) -> float:
+    """Estimated peak memory of an in-core RHF-CCSD(T) job of PySCF, MB (8-byte words).
+
+    The terms: AO integrals nao^4/8, MO integrals (vvvv packed ~ v^4/4, ovvv ~ o v^3, the o^2 v^2 blocks),
+    amplitudes, residuals and DIIS vectors (~12 o^2 v^2 in all); forces add the lambda amplitudes and
+    the two-particle density blocks (~ another o v^3 + v^4/4 + 4 o^2 v^2). An estimate, within a factor of
+    about two of what PySCF allocates; it exists to refuse jobs that cannot fit, not to plan them.
+    """
+    nvir = nao - nocc
+    words = nao**4 / 8 + nvir**4 / 4 + 2 * nocc * nvir**3 + 12 * (nocc * nvir) ** 2
+    if forces:
+        words += nocc * nvir**3 + nvir**4 / 4 + 4 * (nocc * nvir) ** 2
+    return words * 8 / 1e6
+
+
+def available_memory_mb() -> float:
+    """The machine's available memory, MB (``MemAvailable`` of /proc/meminfo; PySCF's default elsewhere)."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    from pyscf import lib
+
+    return float(lib.param.MAX_MEMORY)
+
+
+def check_memory(frames, spec: LabelSpec) -> None:
+    """Refuse, before any compute, a ccsd/ccsd(t) batch whose largest frame would not fit in memory
+    (:func:`cc_memory_mb` against ``spec.max_memory_mb``, default the available memory shared by the
+    local workers). DFT methods are not checked.
+
+    Raises:
+        DeePKSInputError: naming the frame, the estimate and the fix.
+    """
+    if spec.method not in CC_METHODS:
+        return
+    from .structures import frame_to_mol
+
+    limit = spec.max_memory_mb or available_memory_mb() / spec.scf.workers
+    for frame in frames:
+        if frame.error:
+            continue
+        mol = frame_to_mol(frame, spec.basis)
+        need = cc_memory_mb(mol.nao, mol.nelectron // 2, spec.forces)
+        if need > limit:
+            raise DeePKSInputError(
+                f"{frame.name}: {spec.method}{' with forces' if spec.forces else ''} in {spec.basis} "
+                f"({mol.nao} basis functions) needs about {need / 1024:.1f} GB, over the "
+                f"{limit / 1024:.1f} GB available per worker; label smaller clusters, use fewer --workers "
+                "or give --max-memory-mb if the machine has more"
+            )
 
 
 def _committee(records: list) -> dict:
@@ -205,7 +296,7 @@ def label_frame(frame, key: str, spec: LabelSpec) -> dict:
             raise DeePKSInputError(frame.error)
         lib.num_threads(spec.scf.threads_per_worker)
         mol = frame_to_mol(frame, spec.basis)
-        if spec.method in ENERGY_ONLY:
+        if spec.method in CC_METHODS:
             rec.update(_cc_record(mol, spec))
         elif spec.method == "deepks":
             from .model import load_model

@@ -53,7 +53,7 @@ FORMAT = "deepks-es-labels"
 FORMAT_VERSION = 1
 
 #: metadata fields that must agree between the store and a run that adds to it
-IDENTITY_FIELDS = ("method", "basis", "xc", "model_sha256", "grid_level", "density_fit")
+IDENTITY_FIELDS = ("method", "basis", "xc", "model_sha256", "grid_level", "density_fit", "frozen_core")
 
 #: size of the holder's name in the lock file (bytes)
 LOCK_RECORD_BYTES = 512

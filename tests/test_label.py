@@ -106,7 +106,7 @@ def test_exports_read_back(pbe_store, tmp_path):
         assert np.allclose(energies, sorted(r["e_tot"] * HARTREE2EV for r in records.values()), atol=1e-5)
 
 
-def test_hse06_metadata_and_energy_only_methods(tmp_path, capsys):
+def test_hse06_metadata_and_cc_refusals(tmp_path, capsys):
     store = tmp_path / "hse.h5"
     assert _label(DATA, "--method", "hse06", "--store", store) == 0
     meta = LabelStore(store).metadata
@@ -114,22 +114,64 @@ def test_hse06_metadata_and_energy_only_methods(tmp_path, capsys):
     assert np.isclose(meta["xc_definition"]["omega"], 0.11) and np.isclose(
         meta["xc_definition"]["short_range_hf"], 0.25
     )
-    assert main(["label", str(DATA), "--method", "ccsd(t)", "--forces", "--store", str(tmp_path / "cc.h5")]) == 2
-    assert "gives energies only; drop --forces" in capsys.readouterr().err
+    cc = str(tmp_path / "cc.h5")
+    assert main(["label", str(DATA), "--method", "ccsd(t)", "--save-matrices", "--store", cc]) == 2
+    assert "has no Kohn-Sham matrices" in capsys.readouterr().err
+    assert main(["label", str(DATA), "--method", "pbe", "--frozen-core", "--store", cc]) == 2
+    assert "--frozen-core is for ccsd and ccsd(t)" in capsys.readouterr().err
+    # a job over the memory given is refused with the estimate, before a store exists
+    assert main(["label", str(DATA), "--method", "ccsd(t)", "--max-memory-mb", "1", "--store", cc]) == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "GB" in err and "--max-memory-mb" in err
     assert not (tmp_path / "cc.h5").exists()
 
 
-def test_ccsd_t_energy_matches_pyscf(tmp_path):
+def test_cc_memory_estimate_refuses_what_cannot_fit():
+    from deepks_es.methods import cc_memory_mb
+
+    # (H2O)20/cc-pVDZ (480 basis functions, 100 occupied): hundreds of GB, far over any node here;
+    # (H2O)3 (72, 15): well under 1 GB (PySCF ran it in < 300 MB on this machine)
+    assert cc_memory_mb(480, 100) > 100e3
+    assert cc_memory_mb(72, 15) < 1e3
+    assert cc_memory_mb(96, 20, forces=True) > cc_memory_mb(96, 20)
+
+
+def test_ccsd_t_energy_parts_and_forces_match_pyscf(tmp_path):
+    """CCSD(T) energy = e_hf + e_corr + e_t as PySCF gives it; the analytic forces match central finite
+    differences of the CCSD(T) energy; --frozen-core is recorded in the store and changes the energy."""
     from pyscf import cc, scf
 
     store = tmp_path / "cc.h5"
     monomer = tmp_path / "monomer.extxyz"
     ase.io.write(monomer, ase.io.read(DATA, index=0), format="extxyz")
-    assert _label(monomer, "--method", "ccsd(t)", "--store", store) == 0
+    assert _label(monomer, "--method", "ccsd(t)", "--forces", "--store", store) == 0
     rec = LabelStore(store).records()[0]
-    mf = scf.RHF(frame_to_mol(read_frames([monomer])[0], "sto-3g")).run(conv_tol=1e-10)
-    mycc = cc.CCSD(mf).run()
-    assert abs(rec["e_tot"] - (mycc.e_tot + mycc.ccsd_t())) < 1e-7 and rec["forces"] is None
+    assert LabelStore(store).metadata["frozen_core"] is False
+    mol = frame_to_mol(read_frames([monomer])[0], "sto-3g")
+
+    def e_ccsd_t(m):
+        mycc = cc.CCSD(scf.RHF(m).run(conv_tol=1e-12)).run(conv_tol=1e-10)
+        return mycc.e_tot + mycc.ccsd_t(), mycc
+
+    e, mycc = e_ccsd_t(mol)
+    assert abs(rec["e_tot"] - e) < 1e-7
+    assert abs(rec["e_hf"] + rec["e_corr"] + rec["e_t"] - rec["e_tot"]) < 1e-10
+    assert abs(rec["e_corr"] - mycc.e_corr) < 1e-7
+    h = 1e-3  # bohr
+    for atom, axis in ((0, 2), (1, 0)):
+        coords = mol.atom_coords()
+        energies = []
+        for step in (h, -h):
+            c = coords.copy()
+            c[atom, axis] += step
+            energies.append(e_ccsd_t(mol.set_geom_(c, unit="bohr", inplace=False))[0])
+        assert abs(-(energies[0] - energies[1]) / (2 * h) - rec["forces"][atom, axis]) < 2e-6
+    fc = tmp_path / "fc.h5"
+    assert _label(monomer, "--method", "ccsd(t)", "--frozen-core", "--store", fc) == 0
+    assert LabelStore(fc).metadata["frozen_core"] is True
+    assert 1e-5 < LabelStore(fc).records()[0]["e_tot"] - rec["e_tot"] < 0.1  # frozen core: less correlation
+    # the same store path with the other core treatment is refused (identity field)
+    assert _label(monomer, "--method", "ccsd(t)", "--store", fc) == 2
 
 
 def test_bad_frame_is_recorded_and_batch_goes_on(tmp_path, capsys):

@@ -23,7 +23,14 @@ def add_parser(sub):
     )
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--store", required=True, metavar="S.h5", help="the HDF5 label store (created or resumed)")
-    p.add_argument("--forces", action="store_true", help="analytic forces (not for ccsd, ccsd(t))")
+    p.add_argument("--forces", action="store_true", help="analytic forces (ccsd, ccsd(t): costly, small clusters)")
+    p.add_argument("--frozen-core", action="store_true", help="ccsd, ccsd(t): freeze the chemical cores (default: all-electron)")
+    p.add_argument(
+        "--max-memory-mb",
+        type=float,
+        default=None,
+        help="ccsd, ccsd(t): memory per job, MB (default: the available memory / workers); larger jobs are refused",
+    )
     p.add_argument(
         "--model",
         nargs="+",
@@ -49,7 +56,7 @@ def add_parser(sub):
 
 def run(args) -> int:
     from ..engine import check_scheduler, run_batch
-    from ..methods import LabelSpec
+    from ..methods import LabelSpec, check_memory
     from ..output import check_output_path
     from ..store import LabelStore
     from ..structures import read_frames
@@ -61,9 +68,12 @@ def run(args) -> int:
         save_matrices=args.save_matrices,
         model_paths=list(args.model or []),
         scf=from_args(SCFSettings, args),
+        frozen_core=args.frozen_core,
+        max_memory_mb=args.max_memory_mb,
     ).validate()
     frames = read_frames(args.inputs, charge=args.charge, multiplicity=args.multiplicity, check=False)
     check_output_path(args.store, "--store", inputs=args.inputs)
+    check_memory(frames, spec)
     if args.scheduler:
         check_scheduler(args.scheduler)  # before the store is created
     store = LabelStore(args.store, spec.metadata())
