@@ -176,8 +176,9 @@ def load_config(path, command: str) -> Config:
         cfg.xc = cfg.xc or DEFAULT_XC
     else:
         _check(cfg.base is not None, "base: train needs a base label store (pbe or deepks, with matrices)")
-    _check_model(cfg)
+    _check_model(cfg, given_model="model" in given)
     _resolve_level(cfg, command)
+    _check_targets(cfg, explicit=set(given.get("losses") or {}))
     check_output_path(cfg.workdir, flag="config: workdir", folder=True)
     return cfg
 
@@ -226,18 +227,64 @@ def _resolve_level(cfg: Config, command: str) -> None:
                 raise DeePKSInputError(f"config: {key}: {exc}") from None
 
 
-def _check_model(cfg: Config) -> None:
+def _check_model(cfg: Config, given_model: bool) -> None:
     """The model section: a mapping with a known ``kind`` (filled in once here), checked by building a
-    throw-away model (descriptor, hidden sizes, projector, ...)."""
-    from .model import MODELS, build_model
+    throw-away model (descriptor, hidden sizes, projector, ...). With ``init_model``, a ``model`` section
+    given in the config must describe the init model (fine-tuning keeps its architecture and projector).
+    ``train.freeze`` patterns must name parameters of the model trained."""
+    from .model import MODELS, build_model, load_model
+    from .train import trainable
 
     _check(isinstance(cfg.model, dict), f"model must be a mapping, got {cfg.model!r}")
     cfg.model = {"kind": DEFAULT_MODEL_KIND, **cfg.model}
     _check(cfg.model["kind"] in MODELS, f"model.kind must be one of {sorted(MODELS)}, got {cfg.model['kind']!r}")
     args = {k: v for k, v in cfg.model.items() if k != "kind"}
     try:
-        build_model(cfg.model["kind"], elements=[1], **args)
+        given = build_model(cfg.model["kind"], elements=[1], **args)
     except DeePKSInputError as exc:
         raise DeePKSInputError(f"config: model: {exc}") from None
     except TypeError as exc:
         raise DeePKSInputError(f"config: model: {exc}; see the model arguments in README.md") from None
+    init = load_model(cfg.init_model) if cfg.init_model else None
+    try:
+        trainable(init or given, cfg.train.freeze)
+    except DeePKSInputError as exc:
+        raise DeePKSInputError(f"config: {exc}") from None
+    if init is not None and given_model:
+        mine, theirs = given.init_args(), init.init_args()
+        differ = [k for k in theirs if k != "elements" and mine.get(k) != theirs[k]]
+        differ = (["kind"] if given.kind != init.kind else []) + differ
+        _check(
+            not differ,
+            f"model: differs from init_model {Path(cfg.init_model).name} in {', '.join(differ)} (a fine-tuned model "
+            "keeps the architecture and projector it starts from); remove model: or train a new model",
+        )
+        cfg.model = {"kind": init.kind, **{k: v for k, v in theirs.items() if k != "elements"}}
+
+
+def _check_targets(cfg: Config, explicit: set) -> None:
+    """Loss terms the target stores cannot serve: a force weight set in the config for stores with no
+    forces (CCSD(T) energies), orbital terms set for wave-function targets (their stored orbitals are RHF's,
+    not the method's; such records are trained on energies and forces only). Defaults are not refused:
+    a term whose target is missing is left out of the loss."""
+    from .methods import CC_METHODS
+    from .store import LabelStore
+
+    orbital = ("hamiltonian", "eigenvalue", "gap", "eigenvector")
+    for p in cfg.target:
+        store = LabelStore(p)
+        method = store.metadata["method"]
+        if "force" in explicit and cfg.losses.force > 0:
+            has_forces = any("forces" in names for failed, names in store.contents().values() if not failed)
+            _check(
+                has_forces,
+                f"losses.force is {cfg.losses.force} but target store {p} ({method}) has no forces; set "
+                "losses.force: 0 to train on its energies alone",
+            )
+        if method in CC_METHODS:
+            bad = [t for t in orbital if t in explicit and getattr(cfg.losses, t) > 0]
+            _check(
+                not bad,
+                f"losses.{bad[0] if bad else ''} is set but target store {p} ({method}) has no Kohn-Sham orbitals "
+                f"or Fock matrices; set {', '.join(f'losses.{t}' for t in bad)} to 0",
+            )

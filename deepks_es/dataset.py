@@ -48,6 +48,8 @@ from .structures import frame_from_record, frame_to_mol, read_frames
 
 #: integrals of a frame above this size (bytes) are recomputed at each use instead of kept
 MAX_CACHED_INTEGRAL_BYTES = 16 * 2**20
+#: target fields the orbital loss terms (hamiltonian, eigenvalue, gap, eigenvector) read
+ORBITAL_TARGETS = ("mo_energy", "fock", "mo_coeff")
 
 
 def frame_integrals(mol, projector) -> dict:
@@ -197,7 +199,7 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
         e_delta, v_delta, de = _model_terms(base_model, mol, dm, integrals, atoms)
         e_base, fock_base, f_rest = e_base - e_delta, fock_base - v_delta, f_rest + de
     s_val, s_vec = np.linalg.eigh(np.asarray(base["ovlp"]))
-    keep = ("e_tot", "forces", "mo_energy", "fock", "mo_coeff")
+    keep = ("e_tot", "forces", *ORBITAL_TARGETS)
     return FrameData(
         key=geometry_key(base),
         name=base["name"],
@@ -222,7 +224,8 @@ def load_frames(base_store, target_stores, base_model=None, keys=None, projector
 
     Args:
         base_store: :class:`~deepks_es.store.LabelStore` or path, or a list of them.
-        target_stores: one or a list of stores or paths (a later store's record wins for a structure).
+        target_stores: one or a list of stores or paths (a later store's record wins for a structure);
+            from ccsd/ccsd(t) stores only energies and forces are targets (their orbitals are RHF's).
         base_model: the model the base store was labelled with (its SHA-256 must match the store's), or None
             for a ``pbe`` base store.
         keys: optional set of :func:`geometry_key` values to keep.
@@ -238,10 +241,15 @@ def load_frames(base_store, target_stores, base_model=None, keys=None, projector
     """
     if not isinstance(target_stores, (list, tuple)):
         target_stores = [target_stores]
+    from .methods import CC_METHODS
+
     targets = {}
     for store in target_stores:
         store = store if isinstance(store, LabelStore) else LabelStore(store)
-        targets.update({geometry_key(r): r for r in store.records(matrices=True)})
+        records = store.records(matrices=True)
+        if store.metadata["method"] in CC_METHODS:  # its orbitals are RHF's: energies and forces only
+            records = [{k: v for k, v in r.items() if k not in ORBITAL_TARGETS} for r in records]
+        targets.update({geometry_key(r): r for r in records})
     frames, skipped = [], []
     for store in base_store if isinstance(base_store, (list, tuple)) else [base_store]:
         store = store if isinstance(store, LabelStore) else LabelStore(store)

@@ -53,6 +53,7 @@ FRACTION = ("float", lambda v: 0 <= v <= 1, "a number in [0, 1]")
 VALID_FRACTION = ("float", lambda v: 0 <= v < 1, "a number in [0, 1)")
 BOOL = ("bool", lambda v: True, "true or false")
 POSITIVE_INTS = ("ints", lambda v: all(x >= 1 for x in v), "a list of positive integers")
+NAMES = ("strs", lambda v: all(x.strip() for x in v), "a list of names (strings)")
 
 
 def setting(default, spec, doc: str = ""):
@@ -84,6 +85,8 @@ class _Settings:
                 good = value if _integer(value) else None
             elif kind == "ints":
                 good = value if isinstance(value, list) and all(_integer(x) for x in value) else None
+            elif kind == "strs":
+                good = value if isinstance(value, list) and all(isinstance(x, str) for x in value) else None
             else:
                 good = value if isinstance(value, bool) else None
             if good is None or not test(good):
@@ -144,7 +147,14 @@ class LossSettings(_Settings):
 class TrainSettings(_Settings):
     """The optimiser: Adam, learning rate decaying exponentially from ``lr`` to ``lr_final``, ramped up
     linearly over the first ``warmup_epochs``: Adam's moment estimates start empty, and from a trained
-    model (a warm start) its first full-size steps can throw away what the model knew."""
+    model (a warm start) its first full-size steps can throw away what the model knew.
+
+    Fine-tuning (``init_model``, e.g. the HSE06 model on CCSD(T) energies) has three further controls:
+    ``refit_e_shift`` (the per-element energy shift refitted to the new targets before the first step: a
+    new reference method moves every atom's energy by a constant the network should not have to learn),
+    ``l2_init`` (L2-SP, Li, Grandvalet, Davoine, ICML 2018: ``l2_init`` x the mean squared change of the
+    weights from their initial values, e_shift excluded, added to the per-frame loss) and ``freeze``
+    (parameter-name patterns, fnmatch, e.g. ``mlp.0.*``, kept at their initial values)."""
 
     epochs: int = setting(500, POSITIVE_INT)
     lr: float = setting(1e-3, POSITIVE)
@@ -154,6 +164,9 @@ class TrainSettings(_Settings):
     valid_fraction: float = setting(0.1, VALID_FRACTION, "structures held out for validation (by geometry key)")
     prefit: bool = setting(True, BOOL, "descriptor statistics and energy shift before training a new model")
     checkpoint_every: int = setting(50, POSITIVE_INT, "epochs between logged evaluations and checkpoints")
+    refit_e_shift: bool = setting(True, BOOL, "fine-tuning: refit the energy shift to the targets first")
+    l2_init: float = setting(0.0, NONNEGATIVE, "fine-tuning: weight of the pull to the initial weights (L2-SP)")
+    freeze: list = setting([], NAMES, "fine-tuning: parameter-name patterns kept at their initial values")
 
     def check_fields_together(self, name) -> None:
         if self.lr_final > self.lr:

@@ -3,7 +3,9 @@
 Adam with an exponentially decaying learning rate, one optimiser step per batch (frames of one
 composition), shuffled each epoch with the run's seed. A new model is first *prefitted*: per-element
 descriptor shift and scale from the training frames and the per-element energy shift (:func:`prefit`;
-deepks-kit's preshift, Chen et al., JCTC 17, 170 (2021), Sec. 3). A warm start (iterate) skips the prefit.
+deepks-kit's preshift, Chen et al., JCTC 17, 170 (2021), Sec. 3). A warm start (iterate) skips the prefit;
+fine-tuning from another model refits only the energy shift (:func:`refit_e_shift`) and may pull the
+weights to their initial values or freeze some (:class:`~deepks_es.settings.TrainSettings`).
 
 The training state (model, optimiser, epoch, history) is checkpointed every ``checkpoint_every`` epochs
 with an atomic rename; a run that finds a checkpoint of the same settings resumes from it.
@@ -12,6 +14,7 @@ with an atomic rename; a run that finds a checkpoint of the same settings resume
 from __future__ import annotations
 
 import copy
+import fnmatch
 import math
 import os
 import time
@@ -27,6 +30,23 @@ from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
 from .settings import LossSettings, TrainSettings
 
 
+def _element_counts(model, batches) -> torch.Tensor:
+    """(frames, elements) atom counts of every frame of ``batches``, in batch order."""
+    nelem = len(model.elements)
+    return torch.stack(
+        [
+            torch.nn.functional.one_hot(model.element_index(b.numbers), nelem).sum(0).to(torch.float64)
+            for b in batches
+            for _ in range(len(b))
+        ]
+    )
+
+
+def _fit_shift(model, batches, residual: torch.Tensor) -> torch.Tensor:
+    """The least-squares (minimum-norm) per-element energies (Eh) that best fit ``residual`` (frames,)."""
+    return torch.linalg.lstsq(_element_counts(model, batches), residual[:, None], driver="gelsd").solution[:, 0]
+
+
 @torch.no_grad()
 def prefit(model, batches) -> None:
     """Set the per-element input shift and scale and the per-element energy shift from the data.
@@ -38,21 +58,49 @@ def prefit(model, batches) -> None:
     few hundred frames gives large coefficients and a v_delta that spoils the first SCF).
     """
     desc = [model.make_descriptor(b.pdm) for b in batches]
-    nelem = len(model.elements)
-    for e in range(nelem):
+    for e in range(len(model.elements)):
         rows = [d[:, model.element_index(b.numbers) == e].reshape(-1, d.shape[-1]) for d, b in zip(desc, batches)]
         x = torch.cat(rows)
         if len(x):
             model.desc_shift[e], model.desc_scale[e] = model.input_stats(x)
-    counts = torch.stack(
-        [
-            torch.nn.functional.one_hot(model.element_index(b.numbers), nelem).sum(0).to(torch.float64)
-            for b in batches
-            for _ in range(len(b))
-        ]
-    )
-    y = torch.cat([b.target["e_tot"] - b.e_base for b in batches])
-    model.e_shift.copy_(torch.linalg.lstsq(counts, y[:, None], driver="gelsd").solution[:, 0])
+    model.e_shift.copy_(_fit_shift(model, batches, torch.cat([b.target["e_tot"] - b.e_base for b in batches])))
+
+
+def refit_e_shift(model, batches) -> torch.Tensor:
+    """Fine-tuning: add to ``e_shift`` the per-element energies that best fit the model's present energy
+    errors (target - predicted, least squares on the element counts). Returns the change (Eh per element).
+
+    A new reference method (HSE06 -> CCSD(T)) moves every atom's total energy by a near-constant amount;
+    as a shift it costs no weight change (MACE-style refitted atomic reference energies for fine-tuning).
+    """
+    predicted = [predict(model, b, create_graph=False)["e_tot"].detach() for b in batches]
+    residual = torch.cat([b.target["e_tot"] - e for b, e in zip(batches, predicted)])
+    change = _fit_shift(model, batches, residual)
+    with torch.no_grad():
+        model.e_shift += change
+    return change
+
+
+def trainable(model, freeze: list) -> dict:
+    """The parameters the optimiser moves: all but those whose names match a ``freeze`` pattern.
+
+    Raises:
+        DeePKSInputError: a pattern that matches no parameter (naming the model's parameters).
+    """
+    names = [n for n, _ in model.named_parameters()]
+    for pattern in freeze:
+        if not fnmatch.filter(names, pattern):
+            raise DeePKSInputError(
+                f"train.freeze: {pattern!r} matches no parameter of the model; its parameters: {', '.join(names)}"
+            )
+    return {n: p for n, p in model.named_parameters() if not any(fnmatch.fnmatch(n, f) for f in freeze)}
+
+
+def l2_init_penalty(params: dict, init: dict) -> torch.Tensor:
+    """L2-SP (Li, Grandvalet, Davoine, ICML 2018): the mean over all weights in ``init`` of the squared
+    change from their initial values (``e_shift`` is left out of ``init``: the shift must follow the data)."""
+    total = sum(((params[n] - w0) ** 2).sum() for n, w0 in init.items())
+    return total / sum(w0.numel() for w0 in init.values())
 
 
 def evaluate(model, batches, weights: dict, n_virt: int, skip_core: bool = False) -> dict:
@@ -150,7 +198,10 @@ def train(
     torch.manual_seed(seed)
     batches = make_batches(train_frames, opts.batch_size)
     valid = make_batches(valid_frames, opts.batch_size)
-    optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    params = trainable(model, opts.freeze)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in params)
+    optim = torch.optim.Adam(params.values(), lr=opts.lr)
     gamma = (opts.lr_final / opts.lr) ** (1.0 / max(opts.epochs - 1, 1))
     warmup = max(opts.warmup_epochs, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda epoch: gamma**epoch * min(1.0, (epoch + 1) / warmup))
@@ -162,9 +213,16 @@ def train(
         optim.load_state_dict(state["optim"])
         sched.load_state_dict(state["sched"])
         history, start, best = state["history"], state["epoch"], state.get("best")
+        init = state.get("init", {})
         log(f"resuming training at epoch {start} from {checkpoint}")
-    elif opts.prefit:
-        prefit(model, batches)
+    else:
+        if opts.prefit:
+            prefit(model, batches)
+        elif opts.refit_e_shift:
+            change = refit_e_shift(model, batches)
+            shifts = ", ".join(f"Z={z} {x * 1e3:+.3f} mEh" for z, x in zip(model.elements, change))
+            log(f"energy shift refitted to the targets: {shifts}")
+        init = {n: p.detach().clone() for n, p in params.items() if n != "e_shift"} if opts.l2_init > 0 else {}
     rng = np.random.default_rng(seed + start)
     ntrain = sum(len(b) for b in batches)
     t0 = time.perf_counter()
@@ -176,6 +234,8 @@ def train(
             optim.zero_grad()
             terms_b = frame_losses(predict(model, b), b, terms, losses.n_virt, losses.skip_core)
             loss = total_loss(terms_b, weights) / ntrain
+            if init:
+                loss = loss + opts.l2_init * l2_init_penalty(params, init) * len(b) / ntrain
             loss.backward()
             optim.step()
         sched.step()
@@ -211,9 +271,12 @@ def train(
                     "history": history,
                     "epoch": epoch + 1,
                     "best": best,
+                    "init": init,
                 }
                 _save_state(checkpoint, state)
     model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
     if best is not None:
         model.load_state_dict(best["model"])
         for entry in history:

@@ -120,7 +120,7 @@ def run_train(cfg: Config, seeds=None, log=print, progress=True) -> list:
 
         torch.manual_seed(seed)
         model, new = _new_model(cfg, frames)
-        opts = replace(cfg.train, prefit=new and cfg.train.prefit)
+        opts = replace(cfg.train, prefit=new and cfg.train.prefit, refit_e_shift=not new and cfg.train.refit_e_shift)
         ckpt = workdir / f"train.seed{seed}.ckpt"
         history = train(model, train_frames, valid_frames, opts, cfg.losses, seed, ckpt, log, progress)
         data = {"train": [f.name for f in train_frames], "valid": [f.name for f in valid_frames], "seed": seed}
@@ -311,6 +311,8 @@ def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict
                 lr=t.lr * scale,
                 lr_final=t.lr_final * scale,
                 prefit=new and t.prefit,
+                # fine-tuning: the first training from init_model meets the new targets
+                refit_e_shift=t.refit_e_shift and k == 0 and cfg.init_model is not None,
             )
             ckpt = d / f"train.{attempt}.ckpt"
             history = train(model, train_frames, valid_frames, opts, cfg.losses, seed, ckpt, log, progress)

@@ -15,18 +15,20 @@ from test_store import _writer, synthetic_record
 
 from deepks_es import save_model
 from deepks_es.cli import main
+from deepks_es.projector import ProjectorBasis
 from deepks_es.store import LabelStore
 from deepks_es.structures import read_frames
 
 H2O = str(WATER / "H2O.xyz")
+PROJECTOR = ProjectorBasis().to_dict()
 LEVEL = {"basis": "cc-pVDZ", "model_sha256": [], "grid_level": 3, "density_fit": False}
 
 
-def _store(path, method, xc, seeds, frame):
+def _store(path, method, xc, seeds, frame, forces=True):
     store = LabelStore(path, {**LEVEL, "method": method, "xc": xc})
     with store.lock():
         for seed in seeds:
-            store.write(synthetic_record(frame, seed=seed))
+            store.write(synthetic_record(frame, seed=seed, forces=forces))
     return str(path)
 
 
@@ -37,6 +39,10 @@ def env(tmp_path_factory):
     dimer = read_frames([WATER / "2Cs.xyz"])[0]
     model = d / "model.pt"
     save_model(random_model(), model, basis="cc-pVDZ", xc="PBE", trained=True)
+    other_level = {}
+    for name, level in {"sto3g": dict(basis="sto-3g", xc="PBE"), "blyp": dict(basis="cc-pVDZ", xc="BLYP")}.items():
+        other_level[name] = str(d / f"model_{name}.pt")
+        save_model(random_model(), other_level[name], trained=True, **level)
     a_file = d / "a_file.txt"
     a_file.write_text("not a folder\n")
     truncated = d / "truncated.h5"
@@ -50,6 +56,8 @@ def env(tmp_path_factory):
         "model": str(model),
         "file": str(a_file),
         "truncated": str(truncated),
+        "ccsdt": _store(d / "ccsdt.h5", "ccsd(t)", "", range(3), dimer, forces=False),
+        **{f"model_{k}": v for k, v in other_level.items()},
     }
 
 
@@ -180,6 +188,34 @@ CASES = {
     "a store listed twice": (
         lambda e: ["train", _config(e, "twice", base=[e["base"], e["base"]])],
         "twice; list each store once",
+    ),
+    # issue #13: fine-tuning on CCSD(T) energies
+    "fine-tune: force weight on an energy-only store": (
+        lambda e: ["train", _config(e, "ccf", target=e["ccsdt"], losses={"force": 1.0})],
+        "has no forces; set losses.force: 0",
+    ),
+    "fine-tune: eigenvalue weight on a ccsd(t) store": (
+        lambda e: ["train", _config(e, "cce", target=e["ccsdt"], losses={"force": 0, "eigenvalue": 0.01})],
+        "has no Kohn-Sham orbitals",
+    ),
+    "fine-tune: init model of another projector": (
+        lambda e: [
+            "train",
+            _config(e, "ftp", init_model=e["model"], model={"kind": "mlp", "projector": {**PROJECTOR, "lmax": 1}}),
+        ],
+        "differs from init_model model.pt in projector",
+    ),
+    "fine-tune: init model of another basis": (
+        lambda e: ["train", _config(e, "ftb", init_model=e["model_sto3g"])],
+        "init_model",
+    ),
+    "fine-tune: init model of another base functional": (
+        lambda e: ["train", _config(e, "ftx", init_model=e["model_blyp"])],
+        "init_model",
+    ),
+    "fine-tune: freeze pattern matching nothing": (
+        lambda e: ["train", _config(e, "frz", init_model=e["model"], train={"freeze": ["layer9.*"], "epochs": 1})],
+        "train.freeze: 'layer9.*' matches no parameter",
     ),
     "export --format extxyz --output x.json": (
         lambda e: ["export", e["target"], "--format", "extxyz", "--output", str(e["d"] / "x.json")],

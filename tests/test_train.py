@@ -356,3 +356,55 @@ def test_learning_rate_warmup(stores):
     gamma = 0.1 ** (1 / 5)
     expected = [1e-3 * gamma**e * min(1.0, (e + 1) / 4) for e in range(1, 7)]  # the lr of the next epoch
     np.testing.assert_allclose([h["lr"] for h in history], expected, rtol=1e-12)
+
+
+def test_fine_tuning_refits_the_energy_shift(stores):
+    """A new reference level (here a made-up per-element offset) is absorbed by the refitted energy shift:
+    after one refit, the energy errors have no per-element part left, so a second refit changes nothing."""
+    from deepks_es.train import refit_e_shift
+
+    frames, _ = load_frames(stores["pbe"], stores["hse06"])
+    batches = make_batches(frames, 4)
+    model = random_model(seed=7, scale=0.02)
+    with torch.no_grad():
+        model.e_shift += torch.tensor([0.05, -0.3], dtype=model.e_shift.dtype)
+    first = refit_e_shift(model, batches)
+    second = refit_e_shift(model, batches)
+    assert float(first.abs().max()) > 1e-2 and float(second.abs().max()) < 1e-10
+
+
+def test_fine_tuning_freeze_and_l2_pull(stores):
+    """``train.freeze`` keeps the named parameters at their initial values; ``train.l2_init`` (L2-SP) keeps
+    the weights closer to where they started than the same training without it; the penalty's gradient is
+    2 (w - w0) / n_weights."""
+    import copy
+
+    from deepks_es.settings import LossSettings, TrainSettings
+    from deepks_es.train import l2_init_penalty, train
+
+    frames, _ = load_frames(stores["pbe"], stores["hse06"])
+    losses = LossSettings(energy=1.0, force=1.0, hamiltonian=0.0, eigenvalue=0.0, gap=0.0, eigenvector=0.0)
+    start = random_model(seed=8, scale=0.02)
+    w0 = {n: p.detach().clone() for n, p in start.named_parameters()}
+
+    def moved(model):
+        return sum(float(((p.detach() - w0[n]) ** 2).sum()) for n, p in model.named_parameters() if n != "e_shift")
+
+    common = dict(epochs=4, lr=1e-3, lr_final=1e-3, batch_size=4, checkpoint_every=1, prefit=False)
+    runs = {}
+    for name, extra in {"free": {}, "frozen": {"freeze": ["mlp.0.*"]}, "l2": {"l2_init": 1e3}}.items():
+        model = copy.deepcopy(start)
+        train(model, frames, [], TrainSettings(**common, **extra), losses, log=lambda s: None, progress=False)
+        runs[name] = model
+    frozen = dict(runs["frozen"].named_parameters())
+    assert torch.equal(frozen["mlp.0.weight"].detach(), w0["mlp.0.weight"])
+    assert not torch.equal(frozen["mlp.2.weight"].detach(), w0["mlp.2.weight"])
+    assert moved(runs["free"]) > 0 and moved(runs["l2"]) < 0.5 * moved(runs["free"])
+    # the penalty's gradient
+    params = {n: p.detach().clone().requires_grad_(True) for n, p in runs["free"].named_parameters()}
+    init = {n: w for n, w in w0.items() if n != "e_shift"}
+    l2_init_penalty(params, init).backward()
+    n_weights = sum(w.numel() for w in init.values())
+    for n, w in init.items():
+        torch.testing.assert_close(params[n].grad, 2 * (params[n].detach() - w) / n_weights)
+    assert params["e_shift"].grad is None

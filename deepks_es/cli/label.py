@@ -24,7 +24,9 @@ def add_parser(sub):
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--store", required=True, metavar="S.h5", help="the HDF5 label store (created or resumed)")
     p.add_argument("--forces", action="store_true", help="analytic forces (ccsd, ccsd(t): costly, small clusters)")
-    p.add_argument("--frozen-core", action="store_true", help="ccsd, ccsd(t): freeze the chemical cores (default: all-electron)")
+    p.add_argument(
+        "--frozen-core", action="store_true", help="ccsd, ccsd(t): freeze the chemical cores (default: all-electron)"
+    )
     p.add_argument(
         "--max-memory-mb",
         type=float,
