@@ -23,12 +23,12 @@ import numpy as np
 from ase.calculators.calculator import CalculationFailed, Calculator, all_changes
 from pyscf.data.nist import HARTREE2EV
 
-from .calc import build_scf, check_level
+from .calc import build_scf
 from .errors import DeePKSInputError
-from .model import CorrectionModel, load_model
+from .model import resolve_level
 from .output import EV_PER_ANG_PER_AU
 from .scf import run_scf
-from .settings import DEFAULT_BASIS, DEFAULT_XC, SCFSettings
+from .settings import SCFSettings
 from .structures import Frame, _charge_and_multiplicity, _integer, check_frame, frame_to_mol
 
 #: atoms.info keys that set the charge and spin (read by :func:`deepks_es.structures.read_frames` alike)
@@ -38,27 +38,6 @@ SPIN_INFO_KEYS = ("charge", "multiplicity", "mult", "spin")
 class SCFNotConvergedError(CalculationFailed):
     """The SCF of a geometry did not converge after the retry ladder; the calculator returns no energy or
     forces for it (never an unconverged force)."""
-
-
-def resolve_model(model):
-    """The correction model and its name for output.
-
-    Args:
-        model: a checkpoint path, a shipped model's name (:data:`deepks_es.model.MODEL_NAMES`), None for the
-            shipped default model, the string ``"none"`` for the plain base functional, or a
-            :class:`~deepks_es.model.CorrectionModel`.
-
-    Returns:
-        (model or None, name): name is the path or shipped name, ``"none"``, or ``"<in-memory model>"``.
-
-    Raises:
-        DeePKSInputError: neither a readable checkpoint nor a shipped name (from :func:`load_model`).
-    """
-    if isinstance(model, CorrectionModel):
-        return model.double().eval(), "<in-memory model>"
-    if isinstance(model, str) and model.lower() == "none":
-        return None, "none"
-    return load_model(model), str(model if model is not None else "default")
 
 
 def project_density(mo_coeff: np.ndarray, mo_occ: np.ndarray, ovlp: np.ndarray) -> np.ndarray:
@@ -156,13 +135,7 @@ class DeePKSCalculator(Calculator):
         self._previous = None  # (key, mo_coeff, mo_occ, positions_bohr) of the last converged SCF
         super().__init__(**kwargs)
         self.settings = (settings or SCFSettings()).validate()
-        self.model, self.model_name = resolve_model(model)
-        trained = self.model.settings if self.model is not None else {}
-        self.basis = basis or trained.get("basis") or DEFAULT_BASIS
-        self.xc = xc or trained.get("xc") or DEFAULT_XC
-        check_level(self.basis, self.xc)
-        if self.model is not None:
-            self.model.check_compatible(basis=self.basis, xc=self.xc)
+        self.model, self.model_name, self.basis, self.xc = resolve_level(model, basis, xc)
         where = "DeePKSCalculator"
         self.charge = None if charge is None else _integer(charge, "charge", where)
         self.multiplicity = None if multiplicity is None else _integer(multiplicity, "multiplicity", where)

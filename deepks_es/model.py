@@ -458,6 +458,41 @@ def model_path(name_or_path=None) -> Path:
     return path
 
 
+def resolve_level(model=None, basis: str | None = None, xc: str | None = None) -> tuple:
+    """The correction model and the level it runs at, checked before any compute (``deepks-es scf``, opt,
+    md and :class:`~deepks_es.ase.DeePKSCalculator` all start here).
+
+    Args:
+        model: a checkpoint path, a shipped model's name (:data:`MODEL_NAMES`), None for the shipped default
+            model, the string ``"none"`` for the plain base functional, or a :class:`CorrectionModel`.
+        basis, xc: the AO basis and base functional; default the model's, else cc-pVDZ and PBE.
+
+    Returns:
+        (model or None, name, basis, xc): name is the path or shipped name, ``"none"``, or
+        ``"<in-memory model>"``.
+
+    Raises:
+        DeePKSInputError: an unreadable checkpoint or unknown name, a basis or functional PySCF does not
+            know, a model trained for another basis or base functional.
+    """
+    from .calc import check_level
+    from .settings import DEFAULT_BASIS, DEFAULT_XC
+
+    if isinstance(model, CorrectionModel):
+        model, name = model.double().eval(), "<in-memory model>"
+    elif isinstance(model, str) and model.lower() == "none":
+        model, name = None, "none"
+    else:
+        model, name = load_model(model), str(model if model is not None else "default")
+    trained = model.settings if model is not None else {}
+    basis = basis or trained.get("basis") or DEFAULT_BASIS
+    xc = xc or trained.get("xc") or DEFAULT_XC
+    check_level(basis, xc)
+    if model is not None:
+        model.check_compatible(basis=basis, xc=xc)
+    return model, name, basis, xc
+
+
 def load_model(path=None) -> CorrectionModel:
     """Load a checkpoint written by :func:`save_model` (``weights_only=True``: no code runs from the file).
 

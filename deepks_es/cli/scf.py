@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ._calculator import add_level_arguments
-from ..settings import DEFAULT_BASIS, DEFAULT_XC, SCFSettings, add_arguments, from_args
+from ..settings import SCFSettings, add_arguments, from_args
 
 
 def add_parser(sub):
@@ -24,25 +24,14 @@ def add_parser(sub):
     return p
 
 
-def _load(args):
-    from ..model import default_model_path, load_model
-
-    if args.model is not None and args.model.lower() == "none":
-        return None, "none"
-    model = load_model(args.model)
-    return model, str(args.model or default_model_path())
-
-
 def run(args) -> int:
-    from ..calc import build_scf, check_level, single_point
+    from ..calc import build_scf, single_point
+    from ..model import resolve_level
     from ..output import check_output_path, output_format, summary, to_record, write_records
     from ..structures import frame_to_mol, read_frames
 
     settings = from_args(SCFSettings, args)
-    model, model_name = _load(args)
-    basis = args.basis or (model.settings.get("basis") if model else None) or DEFAULT_BASIS
-    xc = args.xc or (model.settings.get("xc") if model else None) or DEFAULT_XC
-    check_level(basis, xc)
+    model, model_name, basis, xc = resolve_level(args.model, args.basis, args.xc)
     if args.output:  # refuse an unknown suffix or an unwritable path before any compute
         output_format(args.output)
         check_output_path(args.output, "--output", inputs=args.inputs)
