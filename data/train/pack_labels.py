@@ -6,7 +6,7 @@
 
 The archive keeps what training and evaluation read from a *target* store: per converged frame the
 structure (name, source, numbers, positions_ang, charge, multiplicity), ``e_tot``, ``forces``,
-``mo_energy``, ``mo_occ`` and the occupied plus ``--virtual`` (default 4) lowest virtual orbitals of
+``mo_energy``, ``mo_occ`` (for ccsd/ccsd(t) stores also ``e_hf``, ``e_corr``, ``e_t``) and the occupied plus ``--virtual`` (default 4) lowest virtual orbitals of
 ``mo_coeff`` in float32 (what the eigenvector loss reads: occupied + n_virt columns; float32 changes
 C_t^T H C_t by ~1e-7 Eh), compressed (numpy ``savez_compressed``); ``dm``, ``fock``, ``ovlp`` and failed
 frames are left out. The store metadata (method, xc definition, basis, grid, versions) travels as JSON.
@@ -28,6 +28,7 @@ from deepks_es.store import LabelStore
 
 ARRAYS = ("numbers", "positions_ang", "forces", "mo_energy", "mo_occ", "mo_coeff")
 SCALARS = ("e_tot", "homo", "lumo", "gap", "wall_s")
+CC_PARTS = ("e_hf", "e_corr", "e_t")  # ccsd / ccsd(t) stores
 
 
 def pack(store_path, archive, virtual: int = 4) -> int:
@@ -37,6 +38,7 @@ def pack(store_path, archive, virtual: int = 4) -> int:
     for i, rec in enumerate(records):
         head = {k: rec[k] for k in ("key", *RECORD_ATTRS)}
         head.update({k: rec[k] for k in SCALARS})
+        head.update({k: rec[k] for k in CC_PARTS if rec.get(k) is not None})
         out[f"{i}/head"] = np.array(json.dumps(head))
         for name in ARRAYS:
             value = rec[name]
