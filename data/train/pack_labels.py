@@ -6,7 +6,8 @@
 
 The archive keeps what training and evaluation read from a *target* store: per converged frame the
 structure (name, source, numbers, positions_ang, charge, multiplicity), ``e_tot``, ``forces``,
-``mo_energy``, ``mo_occ`` (for ccsd/ccsd(t) stores also ``e_hf``, ``e_corr``, ``e_t``) and the occupied plus ``--virtual`` (default 4) lowest virtual orbitals of
+``mo_energy``, ``mo_occ`` (ccsd/ccsd(t) stores: also ``e_hf``, ``e_corr``, ``e_t``) and the occupied
+plus ``--virtual`` (default 4) lowest virtual orbitals of
 ``mo_coeff`` in float32 (what the eigenvector loss reads: occupied + n_virt columns; float32 changes
 C_t^T H C_t by ~1e-7 Eh), compressed (numpy ``savez_compressed``); ``dm``, ``fock``, ``ovlp`` and failed
 frames are left out. The store metadata (method, xc definition, basis, grid, versions) travels as JSON.
