@@ -23,7 +23,9 @@ dataclasses of :mod:`deepks_es.settings`)::
     losses: {energy: 1, force: 1, hamiltonian: 0.005, eigenvalue: 0.01, gap: 0, eigenvector: 0.1,
              n_virt: 1, skip_core: false}              # settings.LossSettings
     train: {epochs: 500, lr: 1.0e-3, lr_final: 1.0e-5, warmup_epochs: 0, batch_size: 16,
-            valid_fraction: 0.1, prefit: true, checkpoint_every: 50}   # settings.TrainSettings
+            valid_fraction: 0.1, prefit: true, checkpoint_every: 50,
+            refit_e_shift: true, l2_init: 0, freeze: []}     # settings.TrainSettings (the last three:
+                                 #   fine-tuning from init_model)
     iterate: {iterations: 2, epochs: [], check_sample: 8, min_convergence: 1.0, retries: 2}
                                  # settings.IterateSettings: a new model is accepted when its SCF
                                  # converges on >= min_convergence of check_sample training frames, else
