@@ -219,6 +219,25 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
     )
 
 
+def target_records(store, matrices: bool = False) -> list:
+    """The converged records of a target store as references: a ``ccsd``/``ccsd(t)`` store's orbital
+    energies are RHF's, not the method's, so its records keep energies and forces only (no orbital terms,
+    no orbital errors).
+
+    Args:
+        store: :class:`~deepks_es.store.LabelStore` or path.
+        matrices: also read the matrices (training's eigenvector and Hamiltonian targets).
+    """
+    from .methods import CC_METHODS
+
+    store = store if isinstance(store, LabelStore) else LabelStore(store)
+    records = store.records(matrices=matrices)
+    if store.metadata["method"] in CC_METHODS:
+        drop = (*ORBITAL_TARGETS, "homo", "lumo", "gap")
+        records = [{k: v for k, v in r.items() if k not in drop} for r in records]
+    return records
+
+
 def load_frames(base_store, target_stores, base_model=None, keys=None, projector=None) -> tuple[list, list]:
     """Training frames from a base store and target store(s) (records paired by structure).
 
@@ -241,15 +260,9 @@ def load_frames(base_store, target_stores, base_model=None, keys=None, projector
     """
     if not isinstance(target_stores, (list, tuple)):
         target_stores = [target_stores]
-    from .methods import CC_METHODS
-
     targets = {}
     for store in target_stores:
-        store = store if isinstance(store, LabelStore) else LabelStore(store)
-        records = store.records(matrices=True)
-        if store.metadata["method"] in CC_METHODS:  # its orbitals are RHF's: energies and forces only
-            records = [{k: v for k, v in r.items() if k not in ORBITAL_TARGETS} for r in records]
-        targets.update({geometry_key(r): r for r in records})
+        targets.update({geometry_key(r): r for r in target_records(store, matrices=True)})
     frames, skipped = [], []
     for store in base_store if isinstance(base_store, (list, tuple)) else [base_store]:
         store = store if isinstance(store, LabelStore) else LabelStore(store)

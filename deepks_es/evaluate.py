@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import geometry_key, structure_keys
+from .dataset import geometry_key, structure_keys, target_records
 from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
 from .settings import DEFAULT_XC
 from .structures import frame_from_record
@@ -81,7 +81,7 @@ def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None,
     check_output_path(outdir, "--out", folder=True)
     model = load_model(model_path)
     target_store = LabelStore(target_path)
-    records = target_store.records(matrices=False)
+    records = target_records(target_store)
     if frames:
         keep = structure_keys(frames)
         records = [r for r in records if geometry_key(r) in keep]

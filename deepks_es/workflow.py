@@ -175,12 +175,13 @@ def scf_errors(records: list, targets: dict, n_virt: int = 1) -> dict:
 
 
 def target_records(paths) -> dict:
-    """Converged records of the target store(s) by :func:`geometry_key` (orbitals, no matrices)."""
-    from .store import LabelStore
+    """Converged records of the target store(s) by :func:`geometry_key` (orbitals where they are targets, no
+    matrices: :func:`deepks_es.dataset.target_records`)."""
+    from .dataset import target_records as references
 
     out = {}
     for p in paths:
-        out.update({geometry_key(r): r for r in LabelStore(p).records(matrices=False)})
+        out.update({geometry_key(r): r for r in references(p)})
     return out
 
 

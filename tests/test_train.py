@@ -25,7 +25,7 @@ BASIS = "sto-3g"
 
 
 def _store(path, frames, **spec):
-    spec = LabelSpec(basis=BASIS, forces=True, save_matrices=True, **spec).validate()
+    spec = LabelSpec(**{"basis": BASIS, "forces": True, "save_matrices": True, **spec}).validate()
     store = LabelStore(path, spec.metadata())
     for f in frames:
         store.write(label_frame(f, key_of(f, spec), spec))
@@ -408,3 +408,22 @@ def test_fine_tuning_freeze_and_l2_pull(stores):
     for n, w in init.items():
         torch.testing.assert_close(params[n].grad, 2 * (params[n].detach() - w) / n_weights)
     assert params["e_shift"].grad is None
+
+
+def test_cc_targets_serve_energies_only(stores, tmp_path):
+    """A ccsd(t) store's orbitals are RHF's: as targets (training, iterate and eval errors) its records
+    give the energy and nothing orbital, so no loss term or error is computed against RHF orbitals."""
+    from deepks_es.dataset import target_records
+    from deepks_es.workflow import scf_errors
+
+    cc = _store(tmp_path / "cc.h5", stores["frames"], method="ccsd(t)", forces=False, save_matrices=False)
+    assert all(r["mo_energy"] is not None for r in cc.records())  # stored, for the record
+    frames, _ = load_frames(stores["pbe"], cc)
+    assert len(frames) == 2
+    assert all(f.target.get("forces") is None and f.target.get("mo_energy") is None for f in frames)
+    refs = {r["key"]: r for r in target_records(cc)}
+    assert all(r.get("mo_energy") is None for r in refs.values())
+    from deepks_es.dataset import geometry_key
+
+    errors = scf_errors(stores["pbe"].records(), {geometry_key(r): r for r in refs.values()})
+    assert errors["frames"] == 2 and "energy_mae_kcal" in errors and "eig_rmse_ev" not in errors
