@@ -58,6 +58,17 @@ def _new_model(cfg: Config, frames: list):
     return build_model(cfg.model["kind"], elements=elements, **args), True
 
 
+def reference_level(target_paths) -> dict:
+    """What a model was trained to reproduce, for its checkpoint: the target stores' method, basis, xc
+    definition, frozen core (ccsd/ccsd(t)), density fitting and program versions (of the first store; train
+    and iterate refuse target stores of different methods or bases)."""
+    from .store import LabelStore
+
+    meta = LabelStore(target_paths[0]).metadata
+    keys = ("method", "basis", "xc", "xc_definition", "frozen_core", "density_fit", "versions", "reference")
+    return {k: meta[k] for k in keys if k in meta}
+
+
 def _save(model, path: Path, cfg: Config, history: list, data: dict) -> str:
     from .model import save_model
 
@@ -69,7 +80,7 @@ def _save(model, path: Path, cfg: Config, history: list, data: dict) -> str:
         xc=cfg.xc,
         trained=True,
         description=cfg.description,
-        training={"config": cfg.plain(), "data": data, "history": history},
+        training={"config": cfg.plain(), "reference": reference_level(cfg.target), "data": data, "history": history},
     )
     os.replace(tmp, path)
     return sha

@@ -189,8 +189,11 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
     run = tmp_path / "run"
     reports = [json.loads((run / f"iter.{k:02d}" / "report.json").read_text()) for k in range(3)]
     assert [r["convergence"] for r in reports] == [1.0, 1.0, 1.0]
-    history = load_model(run / "model.pt").settings["training"]["history"]
+    training = load_model(run / "model.pt").settings["training"]
+    history = training["history"]
     assert history[-1]["train"]["loss"] < history[0]["train"]["loss"]
+    # provenance in the checkpoint: what the model reproduces, with its program versions
+    assert training["reference"]["method"] == "hse06" and "pyscf" in training["reference"]["versions"]
     # the model of iteration 1 starts where iteration 0 ended: its SCF errors are those of model 0
     e0, e1 = reports[0]["scf_errors"], reports[1]["scf_errors"]
     assert e1["force_rmse_ev_ang"] < e0["force_rmse_ev_ang"]
