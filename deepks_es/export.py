@@ -5,11 +5,14 @@ forces = -gradient. Positions stay in Å.
 
 - ``extxyz`` (through ASE): info ``REF_energy`` (eV), ``charge``, ``multiplicity``, ``config_type`` (the
   stem of the frame's structure file), ``name``, ``converged``; per-atom ``REF_forces`` (eV/Å), left out
-  for frames labelled without forces.
+  for frames labelled without forces. Frames labelled by a committee (``--method deepks`` with several
+  models) also carry :data:`~deepks_es.keys.COMMITTEE_INFO`: ``max_devi_f_ev_ang`` (DP-GEN's largest
+  per-atom force deviation) and ``e_tot_std_ev``, so a user sees which labels to trust.
 - ``deepmd`` / ``deepmd-mixed`` (through dpdata): ``deepmd/npy`` with one folder per composition, or
   ``deepmd/npy/mixed`` with one folder per atom count; finite clusters (a ``nopbc`` file in each folder);
   the type map is the elements of the exported frames sorted by atomic number, and within each frame the
-  atoms are written in type-map order. Every frame needs forces.
+  atoms are written in type-map order. Every frame needs forces. A committee's deviations go to
+  ``committee_devi.csv`` in the output folder (name, folder, frame index there, the two fields above).
 
 Unconverged and failed frames are left out unless ``include_unconverged`` (which keeps unconverged
 frames, flagged ``converged=False`` in extxyz, and never failed ones).
@@ -24,6 +27,7 @@ from pyscf.data.nist import HARTREE2EV
 
 from .errors import DeePKSInputError
 from .output import EV_PER_ANG_PER_AU, check_output_path, write_extxyz
+from .keys import COMMITTEE_INFO
 from .store import LabelStore
 
 FORMATS = ("extxyz", "deepmd", "deepmd-mixed")
@@ -63,6 +67,13 @@ def export(store_path, fmt: str, output, include_unconverged: bool = False) -> i
     return len(records)
 
 
+def committee_info(rec: dict) -> dict:
+    """A committee record's deviations in eV and eV/Å (:data:`~deepks_es.keys.COMMITTEE_INFO`); {} otherwise."""
+    if rec.get("max_devi_f") is None:
+        return {}
+    return {"max_devi_f_ev_ang": rec["max_devi_f"] * EV_PER_ANG_PER_AU, "e_tot_std_ev": rec["e_tot_std"] * HARTREE2EV}
+
+
 def _write_extxyz(records: list, output) -> None:
     write_extxyz(
         output,
@@ -78,6 +89,7 @@ def _write_extxyz(records: list, output) -> None:
                     "config_type": Path(rec["source"]).stem,
                     "name": rec["name"],
                     "converged": rec["converged"],
+                    **committee_info(rec),
                 },
             )
             for rec in records
@@ -117,3 +129,26 @@ def _write_deepmd(records: list, output, mixed: bool, store_path) -> None:
         }
         systems.append(dpdata.LabeledSystem(data=data))
     systems.to("deepmd/npy/mixed" if mixed else "deepmd/npy", str(output))
+    if any(committee_info(rec) for rec in records):
+        _write_committee_csv(records, Path(output), mixed, type_map)
+
+
+def _write_committee_csv(records: list, output: Path, mixed: bool, type_map: list) -> None:
+    """committee_devi.csv: per exported frame its folder and index there (dpdata appends frames of a folder
+    in store order) and the committee deviations."""
+    import csv
+
+    from ase.data import atomic_numbers
+
+    counts: dict = {}
+    with open(output / "committee_devi.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["name", "folder", "index", *COMMITTEE_INFO])
+        for rec in records:
+            if mixed:
+                folder = str(len(rec["numbers"]))
+            else:  # dpdata's formula folder: every type-map element with its count
+                folder = "".join(f"{e}{int((rec['numbers'] == atomic_numbers[e]).sum())}" for e in type_map)
+            index = counts[folder] = counts.get(folder, -1) + 1
+            info = committee_info(rec)
+            writer.writerow([rec["name"], folder, index, *(f"{info[k]:.6g}" if info else "" for k in COMMITTEE_INFO)])

@@ -100,6 +100,12 @@ EXTXYZ_SCF_INFO = (
     "xc",
 )
 
+#: committee deviations of an exported frame (deepks-es export; extxyz info, deepmd committee_devi.csv)
+COMMITTEE_INFO = {
+    "max_devi_f_ev_ang": ("()", "eV/angstrom"),  # max over atoms of the per-atom force deviation (DP-GEN)
+    "e_tot_std_ev": ("()", "eV"),  # standard deviation of the committee's energies
+}
+
 # ---- trajectories of deepks-es opt / md (extxyz, one frame per step, appended as the run goes) --------
 # Each frame has REF_energy (eV) and REF_forces (eV/angstrom) as above, and these info fields:
 #: name -> (shape, unit); the md-only ones are marked in TRAJECTORY_MD_INFO

@@ -110,3 +110,29 @@ def test_bad_requests(store, tmp_path):
     empty = LabelStore(tmp_path / "empty.h5", METADATA)
     with pytest.raises(DeePKSInputError, match="no converged frame"):
         export(empty.path, "extxyz", tmp_path / "x.extxyz")
+
+
+def test_committee_deviations_are_exported(tmp_path):
+    """Committee records carry their deviations (eV/Å, eV) into extxyz info and deepmd's committee_devi.csv,
+    each row naming the folder and index where dpdata wrote the frame."""
+    import csv
+
+    dimer, monomer = read_frames([WATER / "2Cs.xyz", WATER / "H2O.xyz"])
+    store = LabelStore(tmp_path / "labels.h5", METADATA)
+    records = [synthetic_record(f, seed, optional=True) for seed, f in enumerate((dimer, monomer, dimer))]
+    for seed, rec in enumerate(records):
+        rec["max_devi_f"] = 1e-3 * (seed + 1)
+        store.write(rec)
+    export(store.path, "extxyz", tmp_path / "c.extxyz")
+    for atoms in ase.io.read(tmp_path / "c.extxyz", index=":"):
+        rec = next(r for r in records if r["name"] == atoms.info["name"])
+        assert atoms.info["max_devi_f_ev_ang"] == pytest.approx(rec["max_devi_f"] * EV_PER_ANG, rel=1e-9)
+        assert atoms.info["e_tot_std_ev"] == pytest.approx(rec["e_tot_std"] * HARTREE2EV, rel=1e-9)
+    export(store.path, "deepmd", tmp_path / "dp")
+    rows = list(csv.DictReader(open(tmp_path / "dp" / "committee_devi.csv")))
+    assert len(rows) == 3
+    for row in rows:
+        rec = next(r for r in records if r["name"] == row["name"])
+        system = dpdata.LabeledSystem(str(tmp_path / "dp" / row["folder"]), fmt="deepmd/npy")
+        assert system["energies"][int(row["index"])] == pytest.approx(rec["e_tot"] * HARTREE2EV, abs=1e-9)
+        assert float(row["max_devi_f_ev_ang"]) == pytest.approx(rec["max_devi_f"] * EV_PER_ANG, rel=1e-5)
