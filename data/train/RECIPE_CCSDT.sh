@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OPENBLAS_NUM_THREADS=1
 # 1. CCSD(T)/cc-pVDZ energies of the training structures, CCSD(T) forces and energies of held-out ones
-bash data/train/label_ccsdt.sh
+bash data/train/label_ccsdt.sh          # steps 1-4
 # 2. fine-tune the HSE06 model on the CCSD(T) energies alone, iterated to self-consistency
 deepks-es iterate data/train/pbe_ccsdt_water.yaml --no-progress
 cp labels/ccsdt_model/model.pt data/ccsdt_model.pt
