@@ -430,3 +430,37 @@ def test_cc_targets_serve_energies_only(stores, tmp_path):
 
     errors = scf_errors(stores["pbe"].records(), {geometry_key(r): r for r in refs.values()})
     assert errors["frames"] == 2 and "energy_mae_kcal" in errors and "eig_rmse_ev" not in errors
+
+
+def test_fine_tune_on_ccsd_t_energies_from_the_cli(stores, tmp_path, capsys):
+    """``deepks-es train`` with ``init_model`` on an energy-only CCSD(T) store (tiny data, STO-3G): the
+    energy shift is refitted first, the energies get closer to CCSD(T), the model keeps the init model's
+    architecture and records CCSD(T) as its reference."""
+    from deepks_es import load_model
+    from deepks_es.cli import main
+    from deepks_es.train import evaluate
+
+    cc = _store(tmp_path / "cc.h5", stores["frames"], method="ccsd(t)", forces=False, save_matrices=False)
+    init = tmp_path / "init.pt"
+    save_model(random_model(seed=9, scale=0.02), init, basis=BASIS, xc="PBE", trained=True)
+    cfg = _write_config(
+        tmp_path / "ft.yaml",
+        workdir="ft",
+        target=str(cc.path),
+        base=str(stores["pbe"].path),
+        init_model=str(init),
+        losses={"energy": 1.0, "force": 0.0, "hamiltonian": 0, "eigenvalue": 0, "gap": 0, "eigenvector": 0},
+        train={"epochs": 5, "lr": 1e-4, "lr_final": 1e-5, "batch_size": 2, "valid_fraction": 0.0, "l2_init": 1.0},
+    )
+    assert main(["train", str(cfg), "--no-progress"]) == 0
+    assert "energy shift refitted to the targets" in capsys.readouterr().out
+    tuned, start = load_model(tmp_path / "ft" / "model.pt"), load_model(init)
+    assert tuned.settings["training"]["reference"]["method"] == "ccsd(t)"
+    assert tuned.init_args() == start.init_args()
+    frames, _ = load_frames(stores["pbe"], cc)
+    weights = {"energy": 1.0}
+
+    def mae(model):
+        return evaluate(model, make_batches(frames, 2), weights, n_virt=1)["energy_mae_kcal"]
+
+    assert mae(tuned) < 0.1 * mae(start)  # the CCSD(T) - PBE offset of tens of kcal/mol is gone
