@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import json
 import math
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -207,8 +209,14 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda epoch: gamma**epoch * min(1.0, (epoch + 1) / warmup))
     history, start, best = [], 0, None
     checkpoint = Path(checkpoint) if checkpoint else None
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(str(checkpoint), weights_only=True)
+    # what a checkpoint must have been written with to be resumed: the optimiser, the losses, the seed and
+    # the training frames (a changed config starts over instead of continuing another run's schedule)
+    fingerprint = json.dumps([asdict(opts), asdict(losses), seed, sorted(f.key for f in train_frames)], default=str)
+    state = torch.load(str(checkpoint), weights_only=True) if checkpoint is not None and checkpoint.is_file() else None
+    if state is not None and state.get("settings") != fingerprint:
+        log(f"{checkpoint} was written with other training settings or frames; training starts over")
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         optim.load_state_dict(state["optim"])
         sched.load_state_dict(state["sched"])
@@ -272,6 +280,7 @@ def train(
                     "epoch": epoch + 1,
                     "best": best,
                     "init": init,
+                    "settings": fingerprint,
                 }
                 _save_state(checkpoint, state)
     model.eval()

@@ -464,3 +464,24 @@ def test_fine_tune_on_ccsd_t_energies_from_the_cli(stores, tmp_path, capsys):
         return evaluate(model, make_batches(frames, 2), weights, n_virt=1)["energy_mae_kcal"]
 
     assert mae(tuned) < 0.1 * mae(start)  # the CCSD(T) - PBE offset of tens of kcal/mol is gone
+
+
+def test_checkpoint_resumes_only_the_same_settings(stores, tmp_path):
+    """A checkpoint is resumed by a run of the same settings and frames; a changed config starts over."""
+    from deepks_es.settings import LossSettings, TrainSettings
+    from deepks_es.train import train
+
+    frames, _ = load_frames(stores["pbe"], stores["hse06"])
+    losses = LossSettings(energy=1.0, force=1.0, hamiltonian=0.0, eigenvalue=0.0, gap=0.0, eigenvector=0.0)
+    ckpt = tmp_path / "t.ckpt"
+    lines = []
+
+    def run(epochs):
+        opts = TrainSettings(epochs=epochs, lr=1e-4, lr_final=1e-5, batch_size=4, checkpoint_every=1)
+        return train(random_model(seed=10), frames, [], opts, losses, 0, ckpt, lines.append, progress=False)
+
+    run(2)
+    history = run(2)  # the same run again: nothing left to do, its history comes back
+    assert [e["epoch"] for e in history] == [1, 2] and not any("starts over" in s for s in lines)
+    history = run(3)  # another schedule: a new run
+    assert any("starts over" in s for s in lines) and [e["epoch"] for e in history] == [1, 2, 3]
