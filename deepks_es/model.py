@@ -438,7 +438,7 @@ def save_model(
 
 
 #: shipped models by name (files in the package's data folder)
-MODEL_NAMES = {"default": "default_model.pt", "e3": "e3_model.pt"}
+MODEL_NAMES = {"default": "default_model.pt", "e3": "e3_model.pt", "ccsdt": "ccsdt_model.pt"}
 
 
 def model_path(name_or_path=None) -> Path:

@@ -16,8 +16,8 @@ def add_level_arguments(p) -> None:
     p.add_argument(
         "--model",
         default=None,
-        help="correction model: a checkpoint file or a shipped model's name (default, e3; default: default); "
-        "'none' runs the plain base functional",
+        help="correction model: a checkpoint file or a shipped model's name (default: PBE -> HSE06; e3; ccsdt: "
+        "PBE -> CCSD(T)); 'none' runs the plain base functional",
     )
     p.add_argument("--basis", default=None, help="AO basis (default: the model's, cc-pVDZ)")
     p.add_argument("--xc", default=None, help="base functional (default: the model's, PBE)")
