@@ -8,6 +8,8 @@
 #   3. CCSD(T) energies of held-out tetramers: thermal n04 (4), deepks-kit valid.n4 every fifth (10) ~25 min
 #   4. PBE base labels (forces, matrices) of the training structures, for from-scratch training     ~10 min
 # Usage: bash data/train/label_ccsdt.sh [STEP ...]   (default: all steps in this order)
+# Steps 1-3 done once are in data/train/labels/ccsdt_ccpvdz*.npz: unpack them into labels/ first to skip
+# their compute (python data/train/pack_labels.py unpack data/train/labels/ccsdt_ccpvdz.npz labels/ccsdt_ccpvdz.h5).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OPENBLAS_NUM_THREADS=1
