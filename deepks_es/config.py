@@ -269,10 +269,12 @@ def _check_targets(cfg: Config, explicit: set) -> None:
     forces (CCSD(T) energies), orbital terms set for wave-function targets (their stored orbitals are RHF's,
     not the method's; such records are trained on energies and forces only). Defaults are not refused:
     a term whose target is missing is left out of the loss."""
+    from .dataset import ORBITAL_TARGETS
+    from .losses import NEEDS
     from .methods import CC_METHODS
     from .store import LabelStore
 
-    orbital = ("hamiltonian", "eigenvalue", "gap", "eigenvector")
+    orbital = [t for t, fields in NEEDS.items() if set(fields) & set(ORBITAL_TARGETS)]
     for p in cfg.target:
         store = LabelStore(p)
         method = store.metadata["method"]

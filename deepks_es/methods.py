@@ -173,7 +173,7 @@ def _cc_record(mol, spec: LabelSpec) -> dict:
     mycc = cc.CCSD(mf)
     if spec.frozen_core:
         mycc.set_frozen()
-    mycc.max_memory = spec.max_memory_mb or max(mycc.max_memory, 0.8 * available_memory_mb() / spec.scf.workers)
+    mycc.max_memory = spec.max_memory_mb or max(mycc.max_memory, 0.8 * worker_memory_mb(spec))
     eris = mycc.ao2mo()
     mycc.kernel(eris=eris)
     rec = scf_fields(mf)  # RHF orbitals and SCF cycles
@@ -227,6 +227,12 @@ def available_memory_mb() -> float:
     return float(lib.param.MAX_MEMORY)
 
 
+def worker_memory_mb(spec: LabelSpec) -> float:
+    """Memory one labelling worker may use, MB: ``spec.max_memory_mb``, else the available memory shared by
+    the local workers."""
+    return spec.max_memory_mb or available_memory_mb() / spec.scf.workers
+
+
 def check_memory(frames, spec: LabelSpec) -> None:
     """Refuse, before any compute, a ccsd/ccsd(t) batch whose largest frame would not fit in memory
     (:func:`cc_memory_mb` against ``spec.max_memory_mb``, default the available memory shared by the
@@ -239,7 +245,7 @@ def check_memory(frames, spec: LabelSpec) -> None:
         return
     from .structures import frame_to_mol
 
-    limit = spec.max_memory_mb or available_memory_mb() / spec.scf.workers
+    limit = worker_memory_mb(spec)
     for frame in frames:
         if frame.error:
             continue
