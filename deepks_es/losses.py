@@ -32,6 +32,20 @@ NEEDS = {
     "gap": ("mo_energy",),
     "eigenvector": ("mo_energy", "mo_coeff"),
 }
+#: predicted fields (:func:`deepks_es.dataset.predict`) each term needs
+PREDICTS = {
+    "energy": ("e_tot",),
+    "force": ("forces",),
+    "hamiltonian": ("fock",),
+    "eigenvalue": ("mo_energy",),
+    "gap": ("mo_energy",),
+    "eigenvector": ("fock",),
+}
+
+
+def predictions_for(terms) -> tuple:
+    """The predictions the loss ``terms`` need (an energy-only fit needs ``e_tot`` alone)."""
+    return tuple(sorted({f for name in terms for f in PREDICTS[name]}))
 
 
 def homo_lumo_gap(mo_energy: torch.Tensor, nocc: int) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch
 
 from .dataset import make_batches, predict
 from .errors import DeePKSInputError
-from .losses import TERMS, frame_losses, homo_lumo_gap, total_loss
+from .losses import TERMS, frame_losses, homo_lumo_gap, predictions_for, total_loss
 from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
 from .settings import LossSettings, TrainSettings
 
@@ -75,7 +75,7 @@ def refit_e_shift(model, batches) -> torch.Tensor:
     A new reference method (HSE06 -> CCSD(T)) moves every atom's total energy by a near-constant amount;
     as a shift it costs no weight change (MACE-style refitted atomic reference energies for fine-tuning).
     """
-    predicted = [predict(model, b, create_graph=False)["e_tot"].detach() for b in batches]
+    predicted = [predict(model, b, create_graph=False, outputs=("e_tot",))["e_tot"].detach() for b in batches]
     residual = torch.cat([b.target["e_tot"] - e for b, e in zip(batches, predicted)])
     change = _fit_shift(model, batches, residual)
     with torch.no_grad():
@@ -197,6 +197,7 @@ def train(
         )
     weights = losses.weights
     terms = [t for t in TERMS if weights[t] > 0]
+    outputs = predictions_for(terms)
     torch.manual_seed(seed)
     batches = make_batches(train_frames, opts.batch_size)
     valid = make_batches(valid_frames, opts.batch_size)
@@ -240,7 +241,7 @@ def train(
         for i in rng.permutation(len(batches)):
             b = batches[i]
             optim.zero_grad()
-            terms_b = frame_losses(predict(model, b), b, terms, losses.n_virt, losses.skip_core)
+            terms_b = frame_losses(predict(model, b, outputs=outputs), b, terms, losses.n_virt, losses.skip_core)
             loss = total_loss(terms_b, weights) / ntrain
             if init:
                 loss = loss + opts.l2_init * l2_init_penalty(params, init) * len(b) / ntrain

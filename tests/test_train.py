@@ -16,7 +16,7 @@ from conftest import WATER, random_model
 from deepks_es import save_model
 from deepks_es.dataset import load_frames, make_batches, predict
 from deepks_es.engine import key_of
-from deepks_es.losses import TERMS, frame_losses, total_loss
+from deepks_es.losses import TERMS, frame_losses, predictions_for, total_loss
 from deepks_es.methods import LabelSpec, label_frame
 from deepks_es.store import LabelStore
 from deepks_es.structures import frame_to_mol, read_frames
@@ -85,6 +85,22 @@ def test_uncached_integrals_give_the_same_predictions(stores, monkeypatch):
             torch.testing.assert_close(pa[key], pb[key], rtol=0, atol=1e-12)
 
 
+def test_partial_predictions_equal_the_full_ones(stores):
+    """predict(outputs=...) computes only what a loss needs, with the same values as the full prediction."""
+    model = random_model(seed=4, scale=0.02)
+    frames, _ = load_frames(stores["pbe"], stores["hse06"])
+    batch = make_batches(frames, 4)[0]
+    full = predict(model, batch, create_graph=False)
+    for terms in (["energy"], ["force"], ["eigenvalue"], ["energy", "eigenvector"]):
+        part = predict(model, batch, create_graph=False, outputs=predictions_for(terms))
+        assert set(predictions_for(terms)) <= set(part)
+        for key, value in part.items():
+            torch.testing.assert_close(value, full[key], rtol=0, atol=0)
+    assert set(predict(model, batch, outputs=("e_tot",))) == {"e_tot", "e_delta"}
+    with pytest.raises(ValueError, match="unknown outputs"):
+        predict(model, batch, outputs=("force",))
+
+
 def test_f_rest_is_the_base_gradient_at_the_corrected_density(stores):
     """f_rest (record forces with the model's explicit and Pulay parts taken out) equals PySCF's PBE
     gradient evaluated at the corrected density with the base energy-weighted density D F_base D / 2."""
@@ -128,7 +144,9 @@ def test_loss_gradient_finite_difference(stores, term, kind, skip_core):
     weights = {term: 1.0}
 
     def loss():
-        losses = [frame_losses(predict(model, b), b, [term], n_virt=1, skip_core=skip_core) for b in batches]
+        # what training computes for this term alone (the energy without v_delta, forces or eigenvalues)
+        outputs = predictions_for([term])
+        losses = [frame_losses(predict(model, b, outputs=outputs), b, [term], 1, skip_core) for b in batches]
         return sum(total_loss(x, weights) for x in losses)
 
     value = loss()
