@@ -204,3 +204,41 @@ def append_step(path, atoms, info: dict, arrays=None) -> None:
     """Append the current frame of ``atoms`` (its calculator's energy and forces) to the trajectory."""
     calc = atoms.calc
     append_extxyz(path, atoms.numbers, atoms.positions, calc.results["energy"], calc.results["forces"], info, arrays)
+
+
+def run_steps(dyn, steps, output, start: int, resumed: bool, record, line) -> tuple[int, int, object]:
+    """Drive an ASE optimiser or MD run step by step: append each new step to the trajectory, print a line.
+
+    Args:
+        dyn: the ASE dynamics (its ``nsteps`` counts the steps of this run).
+        steps: ``dyn.irun(...)``, the generator to drive (an optimiser yields its converged flag).
+        output: the extxyz trajectory; start: the step the run starts from; resumed: the file already holds
+            step ``start`` (a resumed run does not write it again).
+        record: ``record(step) -> (info, arrays)``, what to write with the frame (arrays may be None).
+        line: ``line(step, info) -> str``, the progress line (the wall time of the step is appended).
+
+    Returns:
+        (exit status, last step, last value yielded): status 1 when an SCF did not converge (said on stderr
+        with the steps kept in ``output``), else 0.
+    """
+    import sys
+    import time
+
+    from .ase import SCFNotConvergedError
+
+    step, value, written, t_last = start, None, (start if resumed else None), time.perf_counter()
+    try:
+        for value in steps:  # noqa: B007 (the last value is returned)
+            step = start + dyn.nsteps
+            info, arrays = record(step)
+            if not (resumed and dyn.nsteps == 0):  # a resumed run's first frame is already in the file
+                append_step(output, dyn.atoms, info, arrays)
+                written = step
+            now = time.perf_counter()
+            print(f"{line(step, info)}  {now - t_last:.1f} s", flush=True)
+            t_last = now
+    except SCFNotConvergedError as exc:
+        kept = "no step was written" if written is None else f"steps 0-{written} are kept in {output}"
+        print(f"deepks-es: error: {exc}; {kept}", file=sys.stderr)
+        return 1, step, value
+    return 0, step, value

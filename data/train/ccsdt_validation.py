@@ -4,7 +4,7 @@ that training never saw: CCSD(T)/cc-pVDZ analytic forces of held-out thermal dim
 deepks-kit's CCSD forces of its tetramers and hexamer proton-transfer path (CCSD, not CCSD(T): the (T)
 part of the forces is left in the error there), next to plain PBE and the HSE06 model.
 
-    python data/train/ccsdt_validation.py [--model data/ccsdt_model.pt]
+    python data/train/ccsdt_validation.py [--model data/ccsdt_model.pt] [--sets "thermal dimers" ...]
 
 Needs the stores of data/train/label_ccsdt.sh (steps 3 and 4) and of energy_only_study.py (the imported
 CCSD labels); labels the held-out structures with each model (resumable, labels/ccsdt_validation/) and
@@ -55,6 +55,7 @@ def row(store: Path, refs: list) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "data" / "ccsdt_model.pt"))
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     OUT.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,8 @@ if __name__ == "__main__":
         "| held-out set | reference | frames | method | E MAE | rel. E MAE | max abs E | F RMSE |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, (path, prefix, reference) in SETS.items():
+    for name in args.sets:
+        path, prefix, reference = SETS[name]
         if not path.is_file():
             print(f"{name}: {path} missing; run data/train/label_ccsdt.sh / energy_only_study.py first")
             continue

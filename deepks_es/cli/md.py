@@ -10,7 +10,6 @@ continues from its last positions, velocities and step.
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 
@@ -59,9 +58,8 @@ def run(args) -> int:
     from ase.md.langevin import Langevin
     from ase.md.verlet import VelocityVerlet
 
-    from ..ase import SCFNotConvergedError
     from ..keys import VELOCITIES_ANG_FS
-    from ..trajectory import append_step, step_info
+    from ..trajectory import run_steps, step_info
 
     md = from_args(MDSettings, args)
     frame, file_velocities, calc, atoms, last = start_run(args, required_arrays=(VELOCITIES_ANG_FS,))
@@ -90,33 +88,27 @@ def run(args) -> int:
         kind = "NVE (velocity Verlet)"
     print(f"{kind} on {frame.name} ({len(atoms)} atoms), {md.timestep} fs x {md.steps} steps; velocities: {how}")
     atoms.calc = calc
-    step, written, t_last = start, (start if last is not None else None), time.perf_counter()
-    try:
-        for _ in dyn.irun(steps=md.steps - start):
-            step = start + dyn.nsteps
-            e_kin = float(atoms.get_kinetic_energy())
-            info = {
-                **step_info(calc, step),
-                "time_fs": round(time_fs + dyn.nsteps * md.timestep, 6),
-                "e_kin_ev": e_kin,
-                "temperature_k": float(atoms.get_temperature()),
-            }
-            if not (last is not None and dyn.nsteps == 0):  # a resumed run's first frame is already in the file
-                append_step(args.output, atoms, info, {VELOCITIES_ANG_FS: atoms.get_velocities() * units.fs})
-                written = step
-            now = time.perf_counter()
-            e_pot = calc.results["energy"]
-            print(
-                f"step {step:5d}  t {info['time_fs']:8.2f} fs  energy {e_pot:.6f} eV  total {e_pot + e_kin:.6f} eV  "
-                f"T {info['temperature_k']:6.1f} K  fmax {info['fmax_ev_ang']:.4f} eV/Å  cycles {info['cycles']:3d}  "
-                f"{now - t_last:.1f} s",
-                flush=True,
-            )
-            t_last = now
-    except SCFNotConvergedError as exc:
-        kept = "no step was written" if written is None else f"steps 0-{written} are kept in {args.output}"
-        print(f"deepks-es: error: {exc}; {kept}", file=sys.stderr)
-        return 1
+
+    def record(step):
+        info = {
+            **step_info(calc, step),
+            "time_fs": round(time_fs + (step - start) * md.timestep, 6),
+            "e_kin_ev": float(atoms.get_kinetic_energy()),
+            "temperature_k": float(atoms.get_temperature()),
+        }
+        return info, {VELOCITIES_ANG_FS: atoms.get_velocities() * units.fs}
+
+    def line(step, info):
+        e_pot = calc.results["energy"]
+        return (
+            f"step {step:5d}  t {info['time_fs']:8.2f} fs  energy {e_pot:.6f} eV  "
+            f"total {e_pot + info['e_kin_ev']:.6f} eV  "
+            f"T {info['temperature_k']:6.1f} K  fmax {info['fmax_ev_ang']:.4f} eV/Å  cycles {info['cycles']:3d}"
+        )
+
+    status, _, _ = run_steps(dyn, dyn.irun(steps=md.steps - start), args.output, start, last is not None, record, line)
+    if status:
+        return status
     print(f"done: {md.steps} steps; trajectory in {args.output}")
     return 0
 

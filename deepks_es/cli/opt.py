@@ -8,7 +8,6 @@ info, :data:`deepks_es.keys.TRAJECTORY_INFO`) as soon as it is computed; a rerun
 from __future__ import annotations
 
 import sys
-import time
 
 from ..settings import OptSettings, add_arguments, from_args
 from ._calculator import add_calculator_arguments, describe, standalone_main, start_run
@@ -38,9 +37,8 @@ def _fmax(forces) -> float:
 def run(args) -> int:
     from ase.optimize import BFGS, FIRE
 
-    from ..ase import SCFNotConvergedError
     from ..keys import REF_FORCES
-    from ..trajectory import append_step, step_info
+    from ..trajectory import run_steps, step_info
 
     opt = from_args(OptSettings, args)
     frame, _, calc, atoms, last = start_run(args)
@@ -59,25 +57,17 @@ def run(args) -> int:
     print(f"{args.optimizer.upper()} on {frame.name} ({len(atoms)} atoms), fmax {opt.fmax} eV/Å, steps {opt.steps}")
     atoms.calc = calc
     dyn = {"bfgs": BFGS, "fire": FIRE}[args.optimizer](atoms, logfile=None)
-    step, written, converged, t_last = start, (start if last is not None else None), False, time.perf_counter()
-    try:
-        for converged_now in dyn.irun(fmax=opt.fmax, steps=opt.steps - start):
-            step, converged = start + dyn.nsteps, converged_now
-            info = step_info(calc, step)
-            if not (last is not None and dyn.nsteps == 0):  # a resumed run's first frame is already in the file
-                append_step(args.output, atoms, info)
-                written = step
-            now = time.perf_counter()
-            print(
-                f"step {step:4d}  energy {calc.results['energy']:.6f} eV  fmax {info['fmax_ev_ang']:.4f} eV/Å  "
-                f"cycles {info['cycles']:3d}  {now - t_last:.1f} s",
-                flush=True,
-            )
-            t_last = now
-    except SCFNotConvergedError as exc:
-        kept = "no step was written" if written is None else f"steps 0-{written} are kept in {args.output}"
-        print(f"deepks-es: error: {exc}; {kept}", file=sys.stderr)
-        return 1
+
+    def line(step, info):
+        fmax, energy = info["fmax_ev_ang"], calc.results["energy"]
+        return f"step {step:4d}  energy {energy:.6f} eV  fmax {fmax:.4f} eV/Å  cycles {info['cycles']:3d}"
+
+    steps = dyn.irun(fmax=opt.fmax, steps=opt.steps - start)
+    status, step, converged = run_steps(
+        dyn, steps, args.output, start, last is not None, lambda step: (step_info(calc, step), None), line
+    )
+    if status:
+        return status
     if not converged:
         print(f"deepks-es: not converged within --steps {opt.steps}; rerun with more --steps to continue")
         return 1
