@@ -113,6 +113,7 @@ def _write_deepmd(records: list, output, mixed: bool, store_path) -> None:
     elements = sorted({int(z) for rec in records for z in rec["numbers"]})
     type_map = [chemical_symbols[z] for z in elements]
     systems = dpdata.MultiSystems(type_map=list(type_map))  # groups frames by composition
+    folders = []  # each frame's folder: dpdata's short name of its system; mixed: grouped by atom count
     for rec in records:
         types = np.searchsorted(elements, rec["numbers"])
         order = np.argsort(types, kind="stable")
@@ -127,28 +128,24 @@ def _write_deepmd(records: list, output, mixed: bool, store_path) -> None:
             "energies": np.array([rec["e_tot"] * HARTREE2EV]),  # (1,) eV
             "forces": (rec["forces"] * EV_PER_ANG_PER_AU)[order][None],  # (1, natm, 3) eV/Å
         }
-        systems.append(dpdata.LabeledSystem(data=data))
+        system = dpdata.LabeledSystem(data=data)
+        systems.append(system)
+        folders.append(str(system.get_natoms()) if mixed else system.short_name)
     systems.to("deepmd/npy/mixed" if mixed else "deepmd/npy", str(output))
     if any(committee_info(rec) for rec in records):
-        _write_committee_csv(records, Path(output), mixed, type_map)
+        _write_committee_csv(records, folders, Path(output))
 
 
-def _write_committee_csv(records: list, output: Path, mixed: bool, type_map: list) -> None:
+def _write_committee_csv(records: list, folders: list, output: Path) -> None:
     """committee_devi.csv: per exported frame its folder and index there (dpdata appends frames of a folder
     in store order) and the committee deviations."""
     import csv
-
-    from ase.data import atomic_numbers
 
     counts: dict = {}
     with open(output / "committee_devi.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["name", "folder", "index", *COMMITTEE_INFO])
-        for rec in records:
-            if mixed:
-                folder = str(len(rec["numbers"]))
-            else:  # dpdata's formula folder: every type-map element with its count
-                folder = "".join(f"{e}{int((rec['numbers'] == atomic_numbers[e]).sum())}" for e in type_map)
+        for rec, folder in zip(records, folders):
             index = counts[folder] = counts.get(folder, -1) + 1
             info = committee_info(rec)
             writer.writerow([rec["name"], folder, index, *(f"{info[k]:.6g}" if info else "" for k in COMMITTEE_INFO)])
