@@ -50,7 +50,14 @@ VARIANTS = {
     "fine-tuned, E, frozen": ("default", ENERGY_ONLY, {**FINE, "freeze": ["mlp.0.*", "mlp.2.*", "linear"]}),
     "scratch, E+F": ("pbe", ENERGY_FORCE, SCRATCH),
     "fine-tuned, E+F": ("default", ENERGY_FORCE, FINE),
+    "fine-tuned, E, + PT trimers": ("default", ENERGY_ONLY, FINE),
+    "fine-tuned, E, + PT trimers, longer": ("default", ENERGY_ONLY, {**FINE, "epochs": 400, "lr": 3e-4}),
 }
+#: variants trained on structures beyond the n1-n3 subset, with CCSD energies computed here (PySCF CCSD,
+#: all-electron, which reproduces deepks-kit's labels to 1e-9 Eh): the 15 concerted proton-transfer paths
+#: of the cyclic trimer (data/train/make_proton_transfer.py), shared-proton geometries n1-n3 lack
+PT_TRIMERS = [ROOT / "data" / "train" / "proton_transfer" / "pt_trimers.xyz"]
+EXTRA = {"fine-tuned, E, + PT trimers": PT_TRIMERS, "fine-tuned, E, + PT trimers, longer": PT_TRIMERS}
 
 
 def ccsd_store(frames) -> Path:
@@ -73,9 +80,10 @@ def ccsd_store(frames) -> Path:
     return path
 
 
-def label(inputs, store: Path, *extra) -> Path:
-    """``deepks-es label`` with forces (resumes a partial store; every frame must converge)."""
-    args = ["label", *map(str, inputs), "--forces", "--store", str(store), "--no-progress", *map(str, extra)]
+def label(inputs, store: Path, *extra, forces: bool = True) -> Path:
+    """``deepks-es label`` (with forces by default; resumes a partial store; every frame must converge)."""
+    args = ["label", *map(str, inputs), *(["--forces"] if forces else []), "--store", str(store), "--no-progress"]
+    args += list(map(str, extra))
     assert main(args) == 0, f"label into {store} had failed frames"
     return store
 
@@ -90,7 +98,7 @@ def subset(paths: list, n: int) -> list:
 
 
 def train_model(
-    name: str, n: int, frames: list, target: Path, base: Path, start: str, losses: dict, opts: dict
+    name: str, n: int, frames: list, targets: list, base: Path, start: str, losses: dict, opts: dict
 ) -> Path:
     slug = f"{name.replace(', ', '_').replace('+', 'plus').replace(' ', '_').replace('-', '')}_n{n:03d}"
     workdir = OUT / slug
@@ -100,7 +108,7 @@ def train_model(
     cfg = {
         "description": f"PBE -> CCSD/cc-pVDZ water, {name}, {n} deepks-kit n1-n3 structures",
         "workdir": str(workdir),
-        "target": str(target),
+        "target": [str(t) for t in targets],
         "base": str(base),
         "frames": [str(f) for f in frames],
         "losses": losses,
@@ -203,10 +211,15 @@ if __name__ == "__main__":
         for variant in args.variants:
             start, losses, opts = VARIANTS[variant]
             losses = {"hamiltonian": 0.0, "eigenvalue": 0.0, "eigenvector": 0.0, "gap": 0.0, **losses}
+            method = ("--method", "pbe") if start == "pbe" else ("--method", "deepks")
             if start not in bases:
-                method = ("--method", "pbe") if start == "pbe" else ("--method", "deepks")
                 bases[start] = label(train_paths, base_paths[start], *method, "--save-matrices")
-            model = train_model(variant, n, subset(train_paths, n), target, bases[start], start, losses, opts)
+            frames, targets = subset(train_paths, n), [target]
+            if variant in EXTRA:
+                frames += EXTRA[variant]
+                targets.append(label(EXTRA[variant], OUT / "ccsd_ccpvdz_extra.h5", "--method", "ccsd", forces=False))
+                label(EXTRA[variant], bases[start], *method, "--save-matrices")
+            model = train_model(variant, n, frames, targets, bases[start], start, losses, opts)
             store = label(held_out, model.parent / "heldout.h5", "--method", "deepks", "--model", model)
             results[f"{variant} @ {n}"] = errors(store, ref)
             results_path.write_text(json.dumps(results, indent=1))

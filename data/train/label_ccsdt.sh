@@ -6,7 +6,7 @@
 #   1. energies of the training structures: deepks-kit train.n1-n3 (300) + thermal n01-n03 (36)    ~45 min
 #   2. CCSD(T) forces of the held-out thermal dimers (4), then trimers (4)                         ~3 + 28 min
 #   3. CCSD(T) energies of held-out tetramers: thermal n04 (4), deepks-kit valid.n4 every fifth (10) ~25 min
-#   4. PBE base labels (forces, matrices) of the training structures, for from-scratch training     ~10 min
+#   4. PBE base labels (forces, matrices) of the training structures, for from-scratch training     ~25 min
 # Usage: bash data/train/label_ccsdt.sh [STEP ...]   (default: all steps in this order)
 # Steps 1-3 done once are in data/train/labels/ccsdt_ccpvdz*.npz: unpack them into labels/ first to skip
 # their compute (python data/train/pack_labels.py unpack data/train/labels/ccsdt_ccpvdz.npz labels/ccsdt_ccpvdz.h5).
