@@ -29,7 +29,7 @@ OUT = LABELS / "ccsdt_validation"
 #: name -> (target store, a name prefix selecting its held-out records, what the reference is)
 SETS = {
     "thermal dimers": (LABELS / "ccsdt_ccpvdz_forces.h5", "thermal_n02", "CCSD(T)"),
-    "thermal trimers": (LABELS / "ccsdt_ccpvdz_forces.h5", "thermal_n03", "CCSD(T)"),
+    "thermal trimers": (LABELS / "ccsdt_fc_ccpvdz_forces.h5", "thermal_n03", "CCSD(T), frozen core"),
     "tetramers (thermal + deepks-kit)": (LABELS / "ccsdt_ccpvdz_heldout.h5", "", "CCSD(T)"),
     "deepks-kit tetramers": (LABELS / "energy_only_study" / "ccsd_ccpvdz_deepks_kit.h5", "valid_n4", "CCSD"),
     "hexamer proton transfer": (LABELS / "energy_only_study" / "ccsd_ccpvdz_deepks_kit.h5", "test_n6", "CCSD"),

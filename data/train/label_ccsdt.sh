@@ -4,7 +4,9 @@
 # kill. All-electron (PySCF 2.14, RHF reference, conv_tol 1e-10). Measured per frame on 2 cores: energies
 # monomer 0.4 s, dimer 2.2 s, trimer 18 s, tetramer 98 s; CCSD(T) forces dimer ~40 s, trimer ~7 min.
 #   1. energies of the training structures: deepks-kit train.n1-n3 (300) + thermal n01-n03 (36)    ~45 min
-#   2. CCSD(T) forces of the held-out thermal dimers (4), then trimers (4)                         ~3 + 28 min
+#   2. CCSD(T) forces of the held-out thermal dimers (4); frozen-core CCSD(T) forces of the same dimers
+#      (the frozen-core effect on forces) and of the held-out trimers (an all-electron trimer's (T)
+#      gradient needs ~25 GB, over a 23 GB machine; frozen 1s cores ~13 GB)               ~3 + 3 + ~35 min
 #   3. CCSD(T) energies of held-out tetramers: thermal n04 (4), deepks-kit valid.n4 every fifth (10) ~25 min
 #   4. PBE base labels (forces, matrices) of the training structures, for from-scratch training     ~25 min
 # Usage: bash data/train/label_ccsdt.sh [STEP ...]   (default: all steps in this order)
@@ -24,7 +26,7 @@ for step in "${steps[@]}"; do
   case $step in
     1) label "${TRAIN[@]}" --method "ccsd(t)" --store labels/ccsdt_ccpvdz.h5 ;;
     2) label $T/heldout/thermal_n02.xyz --method "ccsd(t)" --forces --store labels/ccsdt_ccpvdz_forces.h5
-       label $T/heldout/thermal_n03.xyz --method "ccsd(t)" --forces --store labels/ccsdt_ccpvdz_forces.h5 ;;
+       label $T/heldout/thermal_n0[23].xyz --method "ccsd(t)" --frozen-core --forces --store labels/ccsdt_fc_ccpvdz_forces.h5 ;;
     3) label $T/heldout/thermal_n04.xyz --method "ccsd(t)" --store labels/ccsdt_ccpvdz_heldout.h5
        label $(ls $K/valid.n4/*.xyz | awk 'NR % 5 == 1') --method "ccsd(t)" --store labels/ccsdt_ccpvdz_heldout.h5 ;;
     4) label "${TRAIN[@]}" --method pbe --forces --save-matrices --store labels/pbe_ccpvdz_cc.h5 ;;
