@@ -51,6 +51,7 @@ POSITIVE = ("float", lambda v: v > 0, "a positive finite number")
 NONNEGATIVE = ("float", lambda v: v >= 0, "a finite number >= 0")
 FRACTION = ("float", lambda v: 0 <= v <= 1, "a number in [0, 1]")
 VALID_FRACTION = ("float", lambda v: 0 <= v < 1, "a number in [0, 1)")
+FACTOR = ("float", lambda v: 0 < v <= 1, "a number in (0, 1]")
 BOOL = ("bool", lambda v: True, "true or false")
 POSITIVE_INTS = ("ints", lambda v: all(x >= 1 for x in v), "a list of positive integers")
 NAMES = ("strs", lambda v: all(x.strip() for x in v), "a list of names (strings)")
@@ -182,6 +183,12 @@ class IterateSettings(_Settings):
     check_sample: int = setting(8, NONNEGATIVE_INT, "training frames whose SCF a new model must converge")
     min_convergence: float = setting(1.0, FRACTION, "fraction of check_sample that must converge")
     retries: int = setting(2, NONNEGATIVE_INT, "gentler retrainings when the check fails")
+    restart_lr: float = setting(
+        1.0,
+        FACTOR,
+        "factor on train.lr and train.lr_final when a model is warm-started (iteration k >= 1, or from "
+        "init_model): a trained model needs smaller steps than a new one (0.3: the epoch-1 loss spike gone)",
+    )
 
 
 @dataclass

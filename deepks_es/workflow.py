@@ -309,7 +309,8 @@ def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict
     seed = cfg.seeds[0]
     for attempt in range(it.retries + 1):
         out = d / ("model.pt" if attempt == 0 else f"model.retry{attempt}.pt")
-        scale = 0.5**attempt
+        scale = 0.5**attempt  # a retry after a failed convergence check: gentler and shorter
+        lr_scale = scale * (it.restart_lr if base_model is not None else 1.0)  # warm start: smaller steps
         if not out.is_file():
             torch.manual_seed(seed)
             if base_model is not None:
@@ -320,8 +321,8 @@ def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict
             opts = replace(
                 t,
                 epochs=max(1, int(epochs * scale)),
-                lr=t.lr * scale,
-                lr_final=t.lr_final * scale,
+                lr=t.lr * lr_scale,
+                lr_final=t.lr_final * lr_scale,
                 prefit=new and t.prefit,
                 # fine-tuning: the first training from init_model meets the new targets
                 refit_e_shift=t.refit_e_shift and k == 0 and cfg.init_model is not None,

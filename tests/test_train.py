@@ -200,11 +200,15 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
         basis="sto-3g",
         losses={"energy": 1.0, "force": 1.0, "hamiltonian": 0.005, "eigenvalue": 0.01, "eigenvector": 0.1},
         train={"epochs": 30, "lr": 3e-4, "batch_size": 6, "valid_fraction": 0.2, "checkpoint_every": 10},
-        iterate={"iterations": 2, "epochs": [30, 10], "check_sample": 2},
+        iterate={"iterations": 2, "epochs": [30, 10], "check_sample": 2, "restart_lr": 0.5},
         scf={"threads_per_worker": 1},
     )
     assert main(["iterate", str(cfg), "--no-progress"]) == 0
     run = tmp_path / "run"
+    # iteration 1 warm-starts from model 0 at restart_lr x the learning rate (after its first epoch's decay)
+    first_lr = [load_model(run / f"iter.{k:02d}" / "model.pt").settings["training"]["history"][0]["lr"] for k in (0, 1)]
+    assert first_lr[0] == pytest.approx(3e-4 * (1e-5 / 3e-4) ** (1 / 29), rel=1e-9)
+    assert first_lr[1] == pytest.approx(0.5 * 3e-4 * (1e-5 / 3e-4) ** (1 / 9), rel=1e-9)
     reports = [json.loads((run / f"iter.{k:02d}" / "report.json").read_text()) for k in range(3)]
     assert [r["convergence"] for r in reports] == [1.0, 1.0, 1.0]
     training = load_model(run / "model.pt").settings["training"]
