@@ -387,7 +387,8 @@ def predict(model, batch: Batch, create_graph: bool = True, outputs=PREDICTIONS)
     Args:
         outputs: which of ``PREDICTIONS`` to compute (``e_tot`` and ``e_delta`` always come); the energy
             alone needs neither the second derivative through ``v_delta`` nor any integral, which makes
-            energy-only training epochs ~1.5x faster (measured: 100 frames of 1-3 waters) (:func:`deepks_es.losses.predictions_for`).
+            energy-only training epochs ~1.5x faster (measured: 100 frames of 1-3 waters)
+            (:func:`deepks_es.losses.predictions_for`).
 
     Returns:
         dict of torch tensors: ``e_tot`` (B,) Eh, ``e_delta`` (B,) Eh, ``v_delta`` (B, nao, nao) Eh,

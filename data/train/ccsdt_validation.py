@@ -1,7 +1,8 @@
 """Validation of the shipped CCSD(T) model (issue #13 item 4) against real high-level forces and energies
 that training never saw: CCSD(T)/cc-pVDZ analytic forces of held-out thermal dimers and trimers
-(``pyscf.grad.ccsd_t``; trimers frozen-core, as an all-electron trimer's (T) gradient needs ~25 GB), CCSD(T) energies of held-out tetramers (thermal and deepks-kit valid.n4), and
-deepks-kit's CCSD forces of its tetramers and hexamer proton-transfer path (CCSD, not CCSD(T): the (T)
+(``pyscf.grad.ccsd_t``; trimers frozen-core, as an all-electron trimer's (T) gradient needs ~25 GB),
+CCSD(T) energies of held-out tetramers (thermal and deepks-kit valid.n4), and deepks-kit's CCSD forces
+of its tetramers and hexamer proton-transfer path (CCSD, not CCSD(T): the (T)
 part of the forces is left in the error there), next to plain PBE and the HSE06 model.
 
     python data/train/ccsdt_validation.py [--model data/ccsdt_model.pt] [--sets "thermal dimers" ...]
