@@ -7,9 +7,13 @@ output folder. Errors (:func:`deepks_es.workflow.scf_errors`): total-energy MAE 
 valence orbital-energy RMSE (occupied without the 1s cores, plus the LUMO), gap MAE, 1s core-level MAE,
 and the SCF convergence rate.
 
+By cluster size (:func:`by_size`, issue #12's size-extensivity test): per number of waters, the energy
+MAE per cluster, the mean signed energy error per water and its spread, and the force RMSE.
+
 Plots: ``parity_forces.png``, ``parity_orbitals.png`` (valence + LUMO), ``energy_errors.png`` (per
-cluster vs size), ``dos.png`` (Gaussian-broadened orbital energies of one structure: base / model /
-target) and ``training_curves.png`` (from the history stored in the checkpoint, when there is one).
+cluster vs size), ``energy_per_water.png`` (mean signed error per water vs size), ``dos.png``
+(Gaussian-broadened orbital energies of one structure: base / model / target) and
+``training_curves.png`` (from the history stored in the checkpoint, when there is one).
 """
 
 from __future__ import annotations
@@ -53,6 +57,58 @@ def table(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def waters(record) -> int:
+    """Cluster size of a water frame: its number of O atoms."""
+    return int(np.count_nonzero(np.asarray(record["numbers"]) == 8))
+
+
+def by_size(runs: dict) -> dict:
+    """Energy and force errors per cluster size: a size-extensive error shows as a mean signed error per
+    water that does not depend on the size (issue #12).
+
+    Args:
+        runs: ``{run name: [(record, target record), ...]}``, converged pairs (atomic units).
+
+    Returns:
+        ``{waters: {run name: {"frames", "energy_mae_kcal" (per cluster), "mse_per_water_kcal" (mean signed
+        error per water), "std_per_water_kcal" (its spread over the clusters), "force_rmse_ev_ang"}}}``,
+        sizes ascending; a size a run has no frame of is left out of that run.
+    """
+    out = {}
+    for name, pairs in runs.items():
+        for n in sorted({waters(r) for r, _ in pairs}):
+            sel = [(r, t) for r, t in pairs if waters(r) == n]
+            err = np.array([(r["e_tot"] - t["e_tot"]) * KCAL_PER_MOL_PER_HARTREE for r, t in sel])
+            row = {"frames": len(sel), "energy_mae_kcal": float(np.abs(err).mean())}
+            row.update(mse_per_water_kcal=float(err.mean() / n), std_per_water_kcal=float(err.std() / n))
+            df = [(r["forces"] - t["forces"]).ravel() for r, t in sel if r["forces"] is not None]
+            if df:
+                row["force_rmse_ev_ang"] = float(np.sqrt(np.mean(np.concatenate(df) ** 2)) * EV_PER_ANG_PER_AU)
+            out.setdefault(n, {})[name] = row
+    return dict(sorted(out.items()))
+
+
+def size_table(sizes: dict) -> str:
+    """Markdown table of :func:`by_size`: one row per size, per run E MAE, mean signed error per water (±
+    its spread) and F RMSE."""
+    names = list(dict.fromkeys(name for row in sizes.values() for name in row))
+    head = ["waters", "frames"] + [
+        f"{n} {c}" for n in names for c in ("E MAE (kcal/mol)", "E error per water (kcal/mol)", "F RMSE (eV/Å)")
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for n, row in sizes.items():
+        cells = [str(n), str(max(r["frames"] for r in row.values()))]
+        for name in names:
+            r = row.get(name)
+            if r is None:
+                cells += ["–"] * 3
+                continue
+            cells += [f"{r['energy_mae_kcal']:.3f}", f"{r['mse_per_water_kcal']:+.3f} ± {r['std_per_water_kcal']:.3f}"]
+            cells.append(f"{r['force_rmse_ev_ang']:.4f}" if "force_rmse_ev_ang" in r else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None, scf=None, progress=True) -> dict:
     """Run and compare (see the module docstring).
 
@@ -63,8 +119,9 @@ def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None,
         scf: :class:`~deepks_es.settings.SCFSettings` of the SCF runs (default: its defaults).
 
     Returns:
-        ``{"rows": {base name: errors, "model": errors}, "table": markdown, "plots": [paths]}``; also
-        written to ``outdir/eval.json`` and ``outdir/eval.md``.
+        ``{"rows": {base name: errors, "model": errors}, "table": markdown, "by_size": :func:`by_size`,
+        "size_table": markdown, "plots": [paths]}``; also written to ``outdir/eval.json`` and
+        ``outdir/eval.md``.
 
     Raises:
         DeePKSInputError: unreadable model or stores, a target store with no converged record, a base store
@@ -107,11 +164,13 @@ def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None,
     corrected = run_labels(frames, outdir / f"deepks_{sha}.h5", "deepks", model_path, **run)
     rows = {xc: _row(base, targets), "DeePKS": _row(corrected, targets)}
     text = table(rows)
-    plots = _plots(outdir, model, base, corrected, targets, xc)
+    runs = {xc: _paired(base, targets), "DeePKS": _paired(corrected, targets)}
+    sizes = by_size(runs)
+    plots = _plots(outdir, model, runs, targets, xc)
     result = {"model": str(model_path), "model_sha256": model.settings["sha256"], "target": str(target_path)}
-    result.update(rows=rows, table=text, plots=[str(p) for p in plots])
+    result.update(rows=rows, table=text, by_size=sizes, size_table=size_table(sizes), plots=[str(p) for p in plots])
     (outdir / "eval.json").write_text(json.dumps(result, indent=1))
-    (outdir / "eval.md").write_text(text + "\n")
+    (outdir / "eval.md").write_text(text + "\n\nBy cluster size:\n\n" + result["size_table"] + "\n")
     return result
 
 
@@ -124,14 +183,13 @@ def _paired(store, targets):
     return out
 
 
-def _plots(outdir: Path, model, base, corrected, targets, xc) -> list:
+def _plots(outdir: Path, model, runs: dict, targets, xc) -> list:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     paths = []
-    runs = {xc: _paired(base, targets), "DeePKS": _paired(corrected, targets)}
 
     def parity(values, unit: float, xlabel: str, ylabel: str, title: str, name: str):
         """Predicted against target for both runs; ``values(record, target)`` -> (predicted, target) arrays
@@ -169,6 +227,16 @@ def _plots(outdir: Path, model, base, corrected, targets, xc) -> list:
     ax.set(xlabel="waters in cluster", ylabel="E - E_target (kcal/mol)", title="total energy error")
     ax.legend()
     paths.append(_save(fig, outdir / "energy_errors.png"))
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(4 * len(runs), 3.5))
+    for ax, name in zip(np.atleast_1d(axes), runs):  # one panel per run: PBE's errors are ~100x the model's
+        sizes = by_size({name: runs[name]})
+        n = list(sizes)
+        mean = [sizes[k][name]["mse_per_water_kcal"] for k in n]
+        ax.errorbar(n, mean, yerr=[sizes[k][name]["std_per_water_kcal"] for k in n], fmt="o-", capsize=3)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set(xlabel="waters in cluster", ylabel="mean signed E error per water (kcal/mol)", title=name)
+    paths.append(_save(fig, outdir / "energy_per_water.png"))
 
     largest = max(runs["DeePKS"], key=lambda p: len(p[0]["numbers"]), default=None)
     if largest is not None:

@@ -347,8 +347,31 @@ def test_eval_writes_table_and_plots(tmp_path, small_targets, capsys):
     assert result["rows"]["PBE"]["frames"] == 12 and result["rows"]["PBE"]["convergence"] == 1.0
     # the random model changes the errors, so the DeePKS row is a real second calculation
     assert result["rows"]["DeePKS"]["energy_mae_kcal"] != result["rows"]["PBE"]["energy_mae_kcal"]
-    for name in ("parity_forces.png", "parity_orbitals.png", "energy_errors.png", "dos.png"):
+    for name in ("parity_forces.png", "parity_orbitals.png", "energy_errors.png", "energy_per_water.png", "dos.png"):
         assert (out / name).stat().st_size > 1000
+    assert "by cluster size" in text and sum(r["PBE"]["frames"] for r in result["by_size"].values()) == 12
+
+
+def test_errors_by_size_per_water():
+    """by_size: the mean signed energy error per water, its spread and the force RMSE per cluster size, from
+    hand-made pairs (errors in kcal/mol chosen; a constant per-water error reads the same at every size)."""
+    from deepks_es.evaluate import by_size, size_table
+    from deepks_es.output import EV_PER_ANG_PER_AU, KCAL_PER_MOL_PER_HARTREE
+
+    def pair(n, err_kcal, df=0.0):
+        numbers = np.tile([8, 1, 1], n)
+        rec = {"numbers": numbers, "e_tot": err_kcal / KCAL_PER_MOL_PER_HARTREE, "forces": np.full((3 * n, 3), df)}
+        return rec, {"numbers": numbers, "e_tot": 0.0, "forces": np.zeros((3 * n, 3))}
+
+    runs = {"m": [pair(1, -0.2), pair(1, -0.2), pair(2, -0.3), pair(2, -0.5, df=0.01)]}
+    sizes = by_size(runs)
+    assert list(sizes) == [1, 2]
+    one, two = sizes[1]["m"], sizes[2]["m"]
+    assert one["frames"] == 2 and one["mse_per_water_kcal"] == pytest.approx(-0.2) and one["std_per_water_kcal"] < 1e-12
+    assert two["energy_mae_kcal"] == pytest.approx(0.4) and two["mse_per_water_kcal"] == pytest.approx(-0.2)
+    assert two["std_per_water_kcal"] == pytest.approx(0.05)  # std of (-0.3, -0.5) / 2 waters
+    assert two["force_rmse_ev_ang"] == pytest.approx(0.01 / np.sqrt(2) * EV_PER_ANG_PER_AU)
+    assert "| 2 | 2 | 0.400 | -0.200 ± 0.050 |" in size_table(sizes)
 
 
 def test_training_keeps_the_best_logged_weights(stores):

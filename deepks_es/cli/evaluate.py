@@ -38,5 +38,6 @@ def run(args) -> int:
         progress=not args.no_progress,
     )
     print(result["table"])
+    print("\nby cluster size:\n" + result["size_table"])
     print("plots: " + " ".join(result["plots"]))
     return 0
