@@ -12,7 +12,8 @@ k = 0 .. N, in ``workdir/iter.kk/``:
                 epochs and learning rate (deepks-kit users saw the convergence rate collapse after an
                 overfitted first iteration, its issues #70 and #88)
     report.json convergence rate, dropped frames, the self-consistent errors of model k-1 on the training
-                frames (from base.h5), the training losses
+                frames (from base.h5; also by cluster size, :func:`deepks_es.evaluate.by_size`), the
+                training losses
 
 A step whose output exists is not redone, and training resumes from its checkpoint: a killed run resumes
 where it stopped, and raising ``iterate.iterations`` continues a finished run (its final SCF pass becomes
@@ -241,6 +242,7 @@ def _write_json(path: Path, obj) -> None:
 
 def run_iterate(cfg: Config, log=print, progress=True) -> Path:
     """``deepks-es iterate``: see the module docstring. Returns ``workdir/model.pt``."""
+    from .evaluate import by_size
     from .structures import read_frames
 
     workdir = Path(cfg.workdir)
@@ -283,6 +285,8 @@ def run_iterate(cfg: Config, log=print, progress=True) -> Path:
         )
         report = {"iteration": k, "model_in": str(model_path) if model_path else None, "convergence": rate}
         report.update(dropped=dropped, scf_errors=errors, scf_wall_s=time.perf_counter() - t0)
+        pairs = [(r, targets[geometry_key(r)]) for r in base.records(matrices=False) if geometry_key(r) in targets]
+        report["by_size"] = {n: row["scf"] for n, row in by_size({"scf": pairs}).items()}
         if k < n:
             report.update(_train_step(cfg, k, d, base, model_path, check, log, progress))
             model_path = Path(report["model"])

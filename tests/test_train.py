@@ -211,6 +211,8 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
     assert first_lr[1] == pytest.approx(0.5 * 3e-4 * (1e-5 / 3e-4) ** (1 / 9), rel=1e-9)
     reports = [json.loads((run / f"iter.{k:02d}" / "report.json").read_text()) for k in range(3)]
     assert [r["convergence"] for r in reports] == [1.0, 1.0, 1.0]
+    # errors by cluster size (JSON keys: numbers of waters) cover every frame of the iteration
+    assert all(sum(row["frames"] for row in r["by_size"].values()) == 12 for r in reports)
     training = load_model(run / "model.pt").settings["training"]
     history = training["history"]
     assert history[-1]["train"]["loss"] < history[0]["train"]["loss"]
