@@ -8,11 +8,13 @@ export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
 W=../shared/data/water
 K=$W/deepks_kit_ccsd_ccpvdz_clusters
 mkdir -p labels
-# 1. HSE06 reference labels (PySCF 2.14 + Libxc 7.0, xc='HSE06', density fitting, forces, matrices):
-#    the training structures and the held-out BEGDB clusters (never trained on)
+# 1. HSE06 reference labels (PySCF 2.14 + Libxc 7.0, xc='HSE06', density fitting, forces, orbitals):
+#    the training structures and the held-out BEGDB clusters (never trained on). The committed archive
+#    holds most of them (data/train/labels/README.md): unpacked first, only the rest is computed.
+[ -f labels/hse06_ccpvdz_df.h5 ] || python data/train/pack_labels.py unpack data/train/labels/hse06_ccpvdz_df.npz labels/hse06_ccpvdz_df.h5
 deepks-es label $K/train.n1 $K/train.n2 $K/train.n3 $W/begdb_water_clusters_kaplan2024/clusters \
   $W/wdbase_ttm21f_minima_qcuncertainty/W[3456]_*.xyz $W/liquid_water_deepmd_kit_example/cut_clusters/*_n04.xyz \
-  --method hse06 --forces --density-fit --save-matrices --store labels/hse06_ccpvdz_df.h5 --no-progress
+  --method hse06 --forces --density-fit --store labels/hse06_ccpvdz_df.h5 --no-progress
 # 2. iterate: PBE SCF -> train -> SCF with the model (config: data/train/pbe_hse06_water.yaml)
 deepks-es iterate data/train/pbe_hse06_water.yaml --no-progress
 cp labels/default_model/model.pt data/default_model.pt
