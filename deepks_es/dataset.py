@@ -345,7 +345,9 @@ def _stack_integrals(frames: list) -> dict:
 
 def make_batches(frames: list, batch_size: int) -> list:
     """Group frames by composition (same atomic numbers in the same order) into :class:`Batch` objects of
-    at most ``batch_size`` frames."""
+    at most ``batch_size`` frames. Target orbitals are cut to the fewest any frame of a batch has: a label
+    archive (``data/train/pack_labels.py``) keeps the occupied and a few virtual orbitals, a store all of
+    them, and the losses read the occupied + ``n_virt`` lowest."""
     groups: dict = {}
     for f in frames:
         groups.setdefault(tuple(int(z) for z in f.numbers), []).append(f)
@@ -359,7 +361,11 @@ def make_batches(frames: list, batch_size: int) -> list:
             target = {"e_tot": _stack([f.target["e_tot"] for f in chunk])}
             for k in ("forces", "mo_energy", "fock", "mo_coeff"):
                 if all(f.target.get(k) is not None for f in chunk):
-                    target[k] = _stack([f.target[k] for f in chunk])
+                    arrays = [f.target[k] for f in chunk]
+                    if k in ("mo_energy", "mo_coeff"):  # archived targets keep the lowest orbitals only
+                        width = min(np.shape(a)[-1] for a in arrays)
+                        arrays = [np.asarray(a)[..., :width] for a in arrays]
+                    target[k] = _stack(arrays)
             batches.append(
                 Batch(
                     names=[f.name for f in chunk],

@@ -68,6 +68,26 @@ def test_predictions_reproduce_the_scf_record(stores):
         np.testing.assert_allclose(pred["mo_energy"][0].detach().numpy(), rec["mo_energy"], atol=1e-6)
 
 
+def test_archived_targets_batch_with_full_ones(stores):
+    """A frame whose target keeps only the occupied + 2 virtual orbitals (a label archive) shares a batch with
+    one holding all orbitals: the batch is cut to the common columns and the losses are those of the full
+    target (they read occupied + n_virt orbitals)."""
+    import dataclasses
+
+    frames, _ = load_frames(stores["pbe"], stores["hse06"])
+    full = next(f for f in frames if len(f.numbers) == 3)
+    keep = full.nocc + 2
+    target = {**full.target, "mo_coeff": np.asarray(full.target["mo_coeff"])[:, :keep]}
+    cut = dataclasses.replace(full, name="archived", target=target)
+    model, terms = stores["model"], ["energy", "eigenvalue", "eigenvector"]
+    (mixed,) = make_batches([full, cut], 4)
+    assert mixed.target["mo_coeff"].shape[-1] == keep
+    (alone,) = make_batches([full], 4)
+    got = [frame_losses(predict(model, b, create_graph=False), b, terms, n_virt=1) for b in (mixed, alone)]
+    for term in terms:
+        torch.testing.assert_close(got[0][term], got[1][term].expand(2), rtol=1e-12, atol=0)
+
+
 def test_uncached_integrals_give_the_same_predictions(stores, monkeypatch):
     """Frames above the integral cache limit recompute their integrals: same predictions, less memory."""
     from deepks_es import dataset
