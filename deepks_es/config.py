@@ -24,12 +24,13 @@ dataclasses of :mod:`deepks_es.settings`)::
              n_virt: 1, skip_core: false}              # settings.LossSettings
     train: {epochs: 500, lr: 1.0e-3, lr_final: 1.0e-5, warmup_epochs: 0, batch_size: 16,
             valid_fraction: 0.1, prefit: true, checkpoint_every: 50,
-            refit_e_shift: true, l2_init: 0, freeze: []}     # settings.TrainSettings (the last three:
-                                 #   fine-tuning from init_model)
-    iterate: {iterations: 2, epochs: [], check_sample: 8, min_convergence: 1.0, retries: 2}
+            refit_e_shift: true, l2_init: 0, freeze: []}     # settings.TrainSettings (refit_e_shift:
+                                 #   every warm start; the last two: fine-tuning from init_model)
+    iterate: {iterations: 2, epochs: [], check_sample: 8, min_convergence: 1.0, retries: 2, restart_lr: 1.0}
                                  # settings.IterateSettings: a new model is accepted when its SCF
                                  # converges on >= min_convergence of check_sample training frames, else
-                                 # it is retrained with half the epochs and lr
+                                 # it is retrained with half the epochs and lr; warm starts train at
+                                 # restart_lr x lr
     scf: {density_fit: false, grid_level: 3, conv_tol: 1.0e-10, max_cycle: 100, workers: 1,
           threads_per_worker: 2}                       # settings.SCFSettings
 """

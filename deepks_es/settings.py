@@ -152,7 +152,9 @@ class TrainSettings(_Settings):
 
     Fine-tuning (``init_model``, e.g. the HSE06 model on CCSD(T) energies) has three further controls:
     ``refit_e_shift`` (the per-element energy shift refitted to the new targets before the first step: a
-    new reference method moves every atom's energy by a constant the network should not have to learn),
+    new reference method moves every atom's energy by a constant the network should not have to learn;
+    iterate refits it at every warm start too, where the new base density relaxes every molecule's energy
+    by a near-constant amount: -0.2 kcal/mol per water for the shipped model, README "The default model"),
     ``l2_init`` (L2-SP, Li, Grandvalet, Davoine, ICML 2018: ``l2_init`` x the mean squared change of the
     weights from their initial values, e_shift excluded, added to the per-frame loss) and ``freeze``
     (parameter-name patterns, fnmatch, e.g. ``mlp.0.*``, kept at their initial values)."""
@@ -165,7 +167,9 @@ class TrainSettings(_Settings):
     valid_fraction: float = setting(0.1, VALID_FRACTION, "structures held out for validation (by geometry key)")
     prefit: bool = setting(True, BOOL, "descriptor statistics and energy shift before training a new model")
     checkpoint_every: int = setting(50, POSITIVE_INT, "epochs between logged evaluations and checkpoints")
-    refit_e_shift: bool = setting(True, BOOL, "fine-tuning: refit the energy shift to the targets first")
+    refit_e_shift: bool = setting(
+        True, BOOL, "warm starts (fine-tuning, iterate k >= 1): refit the energy shift to the targets first"
+    )
     l2_init: float = setting(0.0, NONNEGATIVE, "fine-tuning: weight of the pull to the initial weights (L2-SP)")
     freeze: list = setting([], NAMES, "fine-tuning: parameter-name patterns kept at their initial values")
 

@@ -3,8 +3,8 @@
 Adam with an exponentially decaying learning rate, one optimiser step per batch (frames of one
 composition), shuffled each epoch with the run's seed. A new model is first *prefitted*: per-element
 descriptor shift and scale from the training frames and the per-element energy shift (:func:`prefit`;
-deepks-kit's preshift, Chen et al., JCTC 17, 170 (2021), Sec. 3). A warm start (iterate) skips the prefit;
-fine-tuning from another model refits only the energy shift (:func:`refit_e_shift`) and may pull the
+deepks-kit's preshift, Chen et al., JCTC 17, 170 (2021), Sec. 3). A warm start (iterate, fine-tuning)
+skips the prefit and refits only the energy shift (:func:`refit_e_shift`); fine-tuning may also pull the
 weights to their initial values or freeze some (:class:`~deepks_es.settings.TrainSettings`).
 
 The training state (model, optimiser, epoch, history) is checkpointed every ``checkpoint_every`` epochs

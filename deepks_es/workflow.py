@@ -328,8 +328,9 @@ def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict
                 lr=t.lr * lr_scale,
                 lr_final=t.lr_final * lr_scale,
                 prefit=new and t.prefit,
-                # fine-tuning: the first training from init_model meets the new targets
-                refit_e_shift=t.refit_e_shift and k == 0 and cfg.init_model is not None,
+                # every warm start meets its targets at a new density (init_model: also a new method); the
+                # constant part of the change, the relaxation energy per atom, goes into the energy shift
+                refit_e_shift=t.refit_e_shift and base_model is not None,
             )
             ckpt = d / f"train.{attempt}.ckpt"
             history = train(model, train_frames, valid_frames, opts, cfg.losses, seed, ckpt, log, progress)

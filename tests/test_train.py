@@ -225,6 +225,8 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
         scf={"threads_per_worker": 1},
     )
     assert main(["iterate", str(cfg), "--no-progress"]) == 0
+    # a new model is prefitted (iteration 0); the warm start of iteration 1 refits the energy shift at its density
+    assert capsys.readouterr().out.count("energy shift refitted") == 1
     run = tmp_path / "run"
     # iteration 1 warm-starts from model 0 at restart_lr x the learning rate (after its first epoch's decay)
     first_lr = [load_model(run / f"iter.{k:02d}" / "model.pt").settings["training"]["history"][0]["lr"] for k in (0, 1)]
