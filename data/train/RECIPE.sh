@@ -10,7 +10,8 @@ K=$W/deepks_kit_ccsd_ccpvdz_clusters
 mkdir -p labels
 # 1. HSE06 reference labels (PySCF 2.14 + Libxc 7.0, xc='HSE06', density fitting, forces, orbitals):
 #    the training structures and the held-out BEGDB clusters (never trained on). The committed archive
-#    holds most of them (data/train/labels/README.md): unpacked first, only the rest is computed.
+#    holds all 384 (data/train/labels/README.md): unpacked first, the label command then finds them done
+#    (without the archive: ~1 h on 2 cores).
 [ -f labels/hse06_ccpvdz_df.h5 ] || python data/train/pack_labels.py unpack data/train/labels/hse06_ccpvdz_df.npz labels/hse06_ccpvdz_df.h5
 deepks-es label $K/train.n1 $K/train.n2 $K/train.n3 $W/begdb_water_clusters_kaplan2024/clusters \
   $W/wdbase_ttm21f_minima_qcuncertainty/W[3456]_*.xyz $W/liquid_water_deepmd_kit_example/cut_clusters/*_n04.xyz \
