@@ -378,15 +378,17 @@ def run_trajectory(start, n, split, k, spec, data_rel):
 
 
 # ---------------------------------------------------------------- liquid cuts
-def liquid_cuts(data: Path, split: str):
-    """(size -> list of Atoms), records; centres drawn with a fixed seed, not the existing cut_clusters centres."""
+def liquid_cuts(liquid: Path, split: str):
+    """(size -> list of Atoms), records; centres drawn with a fixed seed, not the existing cut_clusters centres.
+    ``liquid``: the shared set's liquid_water_deepmd_kit_example folder (its periodic_frames/ and
+    cut_clusters.csv; the copy in thermal/liquid_water_deepmd_kit_example/ has what the cuts read)."""
     import csv
 
     import ase.io
 
     cfg = LIQUID[split]
     used = {}  # system (data_k) -> centres already used by cut_clusters/ (excluded in every frame of it)
-    with open(data / LIQ / "cut_clusters.csv") as fh:
+    with open(liquid / "cut_clusters.csv") as fh:
         for row in csv.DictReader(fh):
             used.setdefault(row["cut_from_frame"].split("_set")[0], set()).add(int(row["center_water_index"]))
     rng = np.random.default_rng(cfg["seed"])
@@ -397,7 +399,7 @@ def liquid_cuts(data: Path, split: str):
     for j, n in enumerate(sizes):
         fname = cfg["frames"][j % len(cfg["frames"])]
         if fname not in frames:
-            per = ase.io.read(data / LIQ / "periodic_frames" / f"{fname}.extxyz")
+            per = ase.io.read(liquid / "periodic_frames" / f"{fname}.extxyz")
             cell = np.diag(per.cell.array)
             if not np.allclose(per.cell.array, np.diag(cell)):
                 raise ValueError(f"{fname}: box not orthorhombic")
@@ -618,7 +620,9 @@ def write_readme(recs, data: Path):
         "- `wdbase_ttm21f_minima_qcuncertainty/`: TTM2.1-F minima of the UW water-cluster database via"
         " QCUncertainty/WaterCluster (no licence stated; research use).",
         "- `liquid_water_deepmd_kit_example/`: DeePMD-kit `examples/water/data` (LGPL-3.0) periodic frames and the"
-        " `cut_clusters/` made from them.",
+        " `cut_clusters/` made from them. The 8 periodic frames, `cut_clusters.csv` and `SOURCE.txt` are copied"
+        " into `thermal/liquid_water_deepmd_kit_example/`: the liquid cuts rebuild from a checkout"
+        " (tests/test_data.py rebuilds them).",
         "",
         "## Caveats",
         "",
@@ -729,7 +733,7 @@ def main(argv=None):
             paths = [OUT / split / f"liquid_cut_n{n:02d}.xyz" for n in cfg["sizes"]]
             if all(p.exists() for p in paths):
                 continue
-            by_size, lrecs = liquid_cuts(data, split)  # cheap: always made whole, written where missing
+            by_size, lrecs = liquid_cuts(data / LIQ, split)  # cheap: always made whole, written where missing
             for n, frames in by_size.items():
                 path = OUT / split / f"liquid_cut_n{n:02d}.xyz"
                 if not path.exists():
