@@ -97,8 +97,9 @@ def scf_fields(mf) -> dict:
     }
 
 
-def single_point(mf, forces: bool = False) -> dict:
-    """Run the SCF (with the retry ladder) and, when asked, the analytic gradient.
+def single_point(mf, forces: bool = False, dm0=None) -> dict:
+    """Run the SCF (with the retry ladder) from ``dm0`` ((nao, nao) AO density matrix; None: PySCF's
+    initial guess) and, when asked, the analytic gradient.
 
     Returns:
         dict with ``e_tot``, ``e_delta`` (Eh; 0.0 without a correction), ``de`` ((natm, 3) Eh/bohr or
@@ -106,7 +107,7 @@ def single_point(mf, forces: bool = False) -> dict:
         (all attempts), ``scf_attempts``, ``wall_s``, and ``mf``, the SCF object that ran last.
     """
     t0 = time.perf_counter()
-    mf = run_scf(mf)
+    mf = run_scf(mf, dm0)
     de = None
     if forces:
         de = mf.nuc_grad_method().kernel()

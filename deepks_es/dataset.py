@@ -42,7 +42,7 @@ from pyscf.data.elements import chemcore_atm
 from . import kernels
 from .errors import DeePKSInputError
 from .projector import ProjectorBasis, ao_atom, ipovlp_proj, make_proj_mol, ovlp_proj
-from .store import LabelStore, frame_key
+from .store import LabelStore, geometry_key
 from .structures import frame_from_record, frame_to_mol, read_frames
 
 
@@ -73,13 +73,6 @@ def _nbytes(value) -> int:
     if isinstance(value, list):
         return sum(_nbytes(v) for v in value)
     return int(value.nbytes) if isinstance(value, np.ndarray) else 0
-
-
-def geometry_key(record) -> str:
-    """Key of a structure alone (numbers, positions to the bit, charge, multiplicity), from a store record
-    (dict) or a :class:`~deepks_es.structures.Frame`."""
-    r = record if isinstance(record, dict) else vars(record)
-    return frame_key(r["numbers"], r["positions_ang"], r["charge"], r["multiplicity"], "geometry", "", None)
 
 
 def structure_keys(paths) -> set:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from .errors import DeePKSInputError
 from .methods import LabelSpec, label_frame
-from .store import LabelStore, frame_key
+from .store import LabelStore, frame_key, geometry_key
 
 
 @dataclass
@@ -113,6 +113,7 @@ def run_batch(
     retry_failed: bool = False,
     progress: bool = True,
     log=print,
+    guesses: dict | None = None,
 ) -> BatchSummary:
     """Label every frame not yet in ``store`` and write each record as it finishes, holding the store's
     writer lock from the choice of frames to the final merge (a second run on the store stops at once).
@@ -126,6 +127,9 @@ def run_batch(
             ``spec.scf.threads_per_worker`` OpenMP threads each (ignored with ``scheduler``).
         scheduler: address of an existing Dask scheduler (checked first: :func:`check_scheduler`).
         log: where one line per failed frame goes.
+        guesses: optional {:func:`~deepks_es.dataset.geometry_key`: (store path, record key)} of converged
+            records with matrices whose density matrices start the frames' SCF (see
+            :func:`~deepks_es.methods.label_frame`).
 
     Returns:
         the :class:`BatchSummary`.
@@ -153,12 +157,12 @@ def run_batch(
         if again:
             log(f"{again} stored frames are labelled again (failed, or without outputs asked for now)")
         if todo:
-            _compute(todo, spec, store, contents, scheduler, progress, log, summary, t0)
+            _compute(todo, spec, store, contents, scheduler, progress, log, summary, t0, guesses or {})
     summary.wall_s = time.perf_counter() - t0
     return summary
 
 
-def _compute(todo, spec, store, contents, scheduler, progress, log, summary, t0) -> None:
+def _compute(todo, spec, store, contents, scheduler, progress, log, summary, t0, guesses) -> None:
     from distributed import as_completed
     from tqdm import tqdm
 
@@ -167,7 +171,10 @@ def _compute(todo, spec, store, contents, scheduler, progress, log, summary, t0)
         client.run(_warm_up)
         summary.startup_s = time.perf_counter() - t0
         pending = {f"label-{key}": (frame, key) for frame, key in todo}  # Dask key -> frame
-        futures = [client.submit(label_frame, f, key, spec, pure=False, key=k) for k, (f, key) in pending.items()]
+        futures = [
+            client.submit(label_frame, f, key, spec, guesses.get(geometry_key(f)), pure=False, key=k)
+            for k, (f, key) in pending.items()
+        ]
         bar = tqdm(total=len(todo), desc="labelling", unit="frame", disable=not progress)
         for future in as_completed(futures):
             frame, key = pending[future.key]

@@ -145,9 +145,9 @@ class LabelSpec:
         return meta
 
 
-def _dft_record(mol, spec: LabelSpec, xc: str, model=None) -> dict:
+def _dft_record(mol, spec: LabelSpec, xc: str, model=None, dm0=None) -> dict:
     mf = build_scf(mol, xc=xc, model=model, settings=spec.scf)
-    res = single_point(mf, forces=spec.forces)
+    res = single_point(mf, forces=spec.forces, dm0=dm0)
     rec = {k: res[k] for k in ("e_tot", "mo_energy", "mo_occ", "homo", "lumo", "gap", "converged", "cycles")}
     rec["forces"] = None if res["de"] is None else -res["de"]
     if spec.save_matrices:
@@ -300,9 +300,26 @@ def _committee(records: list) -> dict:
     return rec
 
 
-def label_frame(frame, key: str, spec: LabelSpec) -> dict:
+def _guess_dm(guess: tuple[str, str], nao: int):
+    """The stored density matrix ``guess`` = (store path, record key) names, or None when it is not there
+    or not (nao, nao)."""
+    from .store import LabelStore
+
+    try:
+        dm = LabelStore(guess[0]).read(guess[1])["dm"]
+    except (KeyError, DeePKSInputError):
+        return None
+    return dm if dm is not None and dm.shape == (nao, nao) else None
+
+
+def label_frame(frame, key: str, spec: LabelSpec, guess: tuple[str, str] | None = None) -> dict:
     """Label one frame; never raises: an error becomes the record's ``error`` (message and last line of
-    the traceback), with ``e_tot = nan`` and ``converged = False``."""
+    the traceback), with ``e_tot = nan`` and ``converged = False``.
+
+    ``guess``: (label store path, record key) of a converged record of the same structure and basis with
+    matrices; its ``dm`` starts a Kohn-Sham SCF (iterate: model k's SCF starts from model k-1's density,
+    which converges in fewer cycles to the same solution). Ignored for coupled cluster and when the
+    record is missing or of another size."""
     from pyscf import lib
 
     from .structures import frame_to_mol
@@ -323,6 +340,7 @@ def label_frame(frame, key: str, spec: LabelSpec) -> dict:
             raise DeePKSInputError(frame.error)
         lib.num_threads(spec.scf.threads_per_worker)
         mol = frame_to_mol(frame, spec.basis)
+        dm0 = _guess_dm(guess, mol.nao) if guess and spec.method not in CC_METHODS else None
         if spec.method in CC_METHODS:
             rec.update(_cc_record(mol, spec))
         elif spec.method == "deepks":
@@ -331,9 +349,9 @@ def label_frame(frame, key: str, spec: LabelSpec) -> dict:
             models = [load_model(p) for p in spec.model_paths]
             if [m.settings["sha256"] for m in models] != list(spec.model_sha256):
                 raise DeePKSInputError("a model file changed since the batch started; restart the batch")
-            rec.update(_committee([_dft_record(mol, spec, spec.xc, m) for m in models]))
+            rec.update(_committee([_dft_record(mol, spec, spec.xc, m, dm0) for m in models]))
         else:
-            rec.update(_dft_record(mol, spec, XC[spec.method]))
+            rec.update(_dft_record(mol, spec, XC[spec.method], dm0=dm0))
     except Exception as exc:  # one bad frame must not stop a batch: record it
         msg = str(exc) if isinstance(exc, DeePKSInputError) else traceback.format_exception_only(exc)[-1].strip()
         rec.update(

@@ -89,6 +89,13 @@ def frame_key(numbers, positions_ang, charge, multiplicity, method: str, basis: 
     return h.hexdigest()[:40]
 
 
+def geometry_key(record) -> str:
+    """Key of a structure alone (numbers, positions to the bit, charge, multiplicity), from a store record
+    (dict) or a :class:`~deepks_es.structures.Frame`."""
+    r = record if isinstance(record, dict) else vars(record)
+    return frame_key(r["numbers"], r["positions_ang"], r["charge"], r["multiplicity"], "geometry", "", None)
+
+
 def _plain(value):
     """``value`` with numpy scalars and arrays made plain Python (JSON round trip)."""
     return json.loads(json.dumps(value, default=lambda o: o.tolist()))

@@ -4,7 +4,9 @@ iterate (DeePKS, Chen et al., JCTC 17, 170 (2021), Sec. 2.4; DeePKS-ES, arXiv 25
 k = 0 .. N, in ``workdir/iter.kk/``:
 
     base.h5     SCF + forces + matrices on the training structures with model k-1 (plain PBE for k = 0),
-                through the batch labeller (:func:`deepks_es.engine.run_batch`); frames whose SCF does not
+                through the batch labeller (:func:`deepks_es.engine.run_batch`), each SCF started from
+                the frame's density in iter.(k-1)/base.h5 (fewer cycles; the convergence check below
+                and ``deepks-es eval`` start from PySCF's guess, as users do); frames whose SCF does not
                 converge after the retry ladder are dropped from this iteration and listed in the report
     model.pt    trained on (base.h5, targets), warm-started from model k-1 (k < N only)
     check.h5    SCF of the new model on ``check_sample`` training frames: the model is accepted when at
@@ -197,11 +199,12 @@ def target_records(paths) -> dict:
     return out
 
 
-def run_labels(frames, store_path, method: str, model_path=None, progress=True, log=print, **spec):
+def run_labels(frames, store_path, method: str, model_path=None, progress=True, log=print, guesses=None, **spec):
     """Label ``frames`` into the resumable store ``store_path`` with the batch labeller.
 
     Args:
         method: a :data:`deepks_es.methods.METHODS` name; ``model_path`` for ``deepks``.
+        guesses: initial densities, as :func:`deepks_es.engine.run_batch`.
         spec: further :class:`~deepks_es.methods.LabelSpec` fields (basis, forces, save_matrices, scf).
 
     Returns:
@@ -213,15 +216,22 @@ def run_labels(frames, store_path, method: str, model_path=None, progress=True, 
 
     spec = LabelSpec(method=method, model_paths=[str(model_path)] if model_path else [], **spec).validate()
     store = LabelStore(store_path, spec.metadata())
-    run_batch(frames, spec, store, progress=progress, log=log)
+    run_batch(frames, spec, store, progress=progress, log=log, guesses=guesses)
     return store
 
 
-def _label(frames, cfg: Config, store_path: Path, model_path, log, progress):
-    """SCF with forces and matrices: plain base functional, or deepks with ``model_path``."""
+def _label(frames, cfg: Config, store_path: Path, model_path, log, progress, previous: Path | None = None):
+    """SCF with forces and matrices: plain base functional, or deepks with ``model_path``; each SCF
+    starts from the converged density of the same structure in the store ``previous`` (the last
+    iteration's base) where it has one."""
+    from .store import LabelStore
+
+    guesses = None
+    if previous is not None and previous.is_file():
+        guesses = {geometry_key(r): (str(previous), r["key"]) for r in LabelStore(previous).records(matrices=False)}
     method = "deepks" if model_path else cfg.xc.lower()
     spec = dict(basis=cfg.basis, forces=True, save_matrices=True, scf=cfg.scf)
-    return run_labels(frames, store_path, method, model_path, progress=progress, log=log, **spec)
+    return run_labels(frames, store_path, method, model_path, progress=progress, log=log, guesses=guesses, **spec)
 
 
 def convergence(records: list) -> tuple[float, list]:
@@ -273,7 +283,8 @@ def run_iterate(cfg: Config, log=print, progress=True) -> Path:
         t0 = time.perf_counter()
         who = "plain " + cfg.xc if model_path is None else model_path.name
         log(f"iteration {k}: SCF with {who} on {len(frames)} structures with target labels")
-        base = _label(frames, cfg, d / "base.h5", model_path, log, progress)
+        previous = workdir / f"iter.{k - 1:02d}" / "base.h5" if k else None
+        base = _label(frames, cfg, d / "base.h5", model_path, log, progress, previous)
         rate, dropped = convergence(all_records(base))
         errors = scf_errors(base.records(matrices=False), targets, cfg.losses.n_virt)
         log(

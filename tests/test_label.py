@@ -314,3 +314,36 @@ def test_correction_keeps_worker_thread_count():
     finally:
         client.close()
         cluster.close()
+
+
+def test_scf_started_from_a_stored_density(tmp_path):
+    """iterate's warm start: the SCF of a frame started from a stored converged density (another model's
+    here, as iteration k starts from iteration k-1's) reaches the same energy, forces and orbitals in fewer
+    cycles; a guess record that is missing or of another basis falls back to PySCF's guess."""
+    from deepks_es.methods import _guess_dm
+    from deepks_es.settings import SCFSettings
+    from deepks_es.store import geometry_key
+    from deepks_es.workflow import run_labels
+
+    frames = read_frames([DATA])[6:8]  # two dimers
+    scf = SCFSettings(workers=1, threads_per_worker=1, conv_tol=1e-10)
+    spec = dict(basis="sto-3g", forces=True, save_matrices=True, scf=scf, progress=False)
+    models = []
+    for seed in (0, 1):
+        models.append(tmp_path / f"m{seed}.pt")
+        save_model(random_model(seed=seed, scale=0.02), models[-1], basis="sto-3g", xc="PBE", trained=True)
+    first = run_labels(frames, tmp_path / "k0.h5", "deepks", models[0], **spec)
+    guesses = {geometry_key(r): (str(first.path), r["key"]) for r in first.records()}
+    cold = run_labels(frames, tmp_path / "cold.h5", "deepks", models[1], **spec).records()
+    warm = run_labels(frames, tmp_path / "warm.h5", "deepks", models[1], guesses=guesses, **spec).records()
+    assert len(cold) == len(warm) == 2
+    for c, w in zip(cold, warm):
+        assert abs(c["e_tot"] - w["e_tot"]) < 1e-8 and w["converged"]
+        np.testing.assert_allclose(w["forces"], c["forces"], atol=1e-6)
+        np.testing.assert_allclose(w["mo_energy"], c["mo_energy"], atol=1e-6)
+        assert w["cycles"] < c["cycles"], (w["cycles"], c["cycles"])
+    sto3g_key = next(iter(guesses.values()))[1]
+    mol = frame_to_mol(frames[0], "cc-pVDZ")  # another basis: the sto-3g density is not used
+    assert _guess_dm((str(first.path), sto3g_key), mol.nao) is None
+    assert _guess_dm((str(first.path), "0" * 40), 14) is None
+    assert _guess_dm((str(first.path), sto3g_key), 14).shape == (14, 14)

@@ -236,6 +236,9 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
     assert [r["convergence"] for r in reports] == [1.0, 1.0, 1.0]
     # errors by cluster size (JSON keys: numbers of waters) cover every frame of the iteration
     assert all(sum(row["frames"] for row in r["by_size"].values()) == 12 for r in reports)
+    # iterations k >= 1 start each SCF from the frame's density of iteration k-1: fewer cycles than cold
+    cycles = [sum(r["cycles"] for r in LabelStore(run / f"iter.{k:02d}" / "base.h5").records()) for k in range(3)]
+    assert cycles[1] < cycles[0] and cycles[2] < cycles[0], cycles
     training = load_model(run / "model.pt").settings["training"]
     history = training["history"]
     assert history[-1]["train"]["loss"] < history[0]["train"]["loss"]
