@@ -295,17 +295,64 @@ def run_iterate(cfg: Config, log=print, progress=True) -> Path:
             + (f", eig RMSE {errors['eig_rmse_ev']:.4f} eV" if "eig_rmse_ev" in errors else "")
         )
         report = {"iteration": k, "model_in": str(model_path) if model_path else None, "convergence": rate}
+        records = base.records(matrices=False)
         report.update(dropped=dropped, scf_errors=errors, scf_wall_s=time.perf_counter() - t0)
-        pairs = [(r, targets[geometry_key(r)]) for r in base.records(matrices=False) if geometry_key(r) in targets]
+        report["cycles_mean"] = float(np.mean([r["cycles"] for r in records])) if records else None
+        pairs = [(r, targets[geometry_key(r)]) for r in records if geometry_key(r) in targets]
         report["by_size"] = {n: row["scf"] for n, row in by_size({"scf": pairs}).items()}
         if k < n:
             report.update(_train_step(cfg, k, d, base, model_path, check, log, progress))
             model_path = Path(report["model"])
         _write_json(report_path, report)
+        (workdir / "iterations.md").write_text(iteration_table(workdir) + "\n")
     final = workdir / "model.pt"
     shutil.copyfile(model_path, final)
-    log(f"wrote {final}")
+    table = iteration_table(workdir)
+    (workdir / "iterations.md").write_text(table + "\n")
+    log(table)
+    log(f"wrote {final} (the table above: {workdir / 'iterations.md'})")
     return final
+
+
+def iteration_table(workdir) -> str:
+    """Markdown table of an iterate run from its ``iter.kk/report.json``: per iteration the SCF model,
+    frames, convergence, mean SCF cycles, and the self-consistent errors on the training structures
+    (E MAE per cluster, mean signed energy error per water over all frames, F RMSE, valence + n_virt
+    orbital energy RMSE, gap MAE) and the SCF pass's wall time."""
+    head = (
+        "| iteration | SCF with | frames | SCF conv. | cycles (mean) | E MAE (kcal/mol) | E error per water "
+        "(kcal/mol) | F RMSE (eV/Å) | valence eig RMSE (eV) | gap MAE (eV) | SCF pass (min) |"
+    )
+    lines = [head, "|---" * head.count(" | ") + "|---|"]
+    for path in sorted(Path(workdir).glob("iter.*/report.json")):
+        r = json.loads(path.read_text())
+        e, sizes = r["scf_errors"], r.get("by_size", {}).values()
+        n = sum(s["frames"] for s in sizes)
+        per_water = sum(s["frames"] * s["mse_per_water_kcal"] for s in sizes) / n if n else None
+
+        def cell(value, fmt):
+            return "–" if value is None else format(value, fmt)
+
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(r["iteration"]),
+                    "/".join(Path(r["model_in"]).parts[-2:]) if r["model_in"] else "base functional",
+                    str(e.get("frames", 0)),
+                    cell(r["convergence"], ".3f"),
+                    cell(r.get("cycles_mean"), ".1f"),
+                    cell(e.get("energy_mae_kcal"), ".3f"),
+                    cell(per_water, "+.3f"),
+                    cell(e.get("force_rmse_ev_ang"), ".4f"),
+                    cell(e.get("eig_rmse_ev"), ".4f"),
+                    cell(e.get("gap_mae_ev"), ".4f"),
+                    cell(r.get("scf_wall_s", 0) / 60, ".1f"),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
 
 
 def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict:

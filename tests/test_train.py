@@ -239,6 +239,11 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
     # iterations k >= 1 start each SCF from the frame's density of iteration k-1: fewer cycles than cold
     cycles = [sum(r["cycles"] for r in LabelStore(run / f"iter.{k:02d}" / "base.h5").records()) for k in range(3)]
     assert cycles[1] < cycles[0] and cycles[2] < cycles[0], cycles
+    # the per-iteration table (README's): one row per iteration with its report's figures
+    rows = [line.split(" | ") for line in (run / "iterations.md").read_text().splitlines()[2:]]
+    assert [row[0] for row in rows] == ["| 0", "| 1", "| 2"] and rows[0][1] == "base functional"
+    for row, r in zip(rows, reports):
+        assert row[5] == f"{r['scf_errors']['energy_mae_kcal']:.3f}" and row[4] == f"{cycles[int(row[0][2:])] / 12:.1f}"
     training = load_model(run / "model.pt").settings["training"]
     history = training["history"]
     assert history[-1]["train"]["loss"] < history[0]["train"]["loss"]
