@@ -68,6 +68,23 @@ def test_predictions_reproduce_the_scf_record(stores):
         np.testing.assert_allclose(pred["mo_energy"][0].detach().numpy(), rec["mo_energy"], atol=1e-6)
 
 
+def test_unconverged_base_frame_is_dropped_and_listed(stores, tmp_path):
+    """iterate's rule: a frame whose base SCF did not converge (after the retry ladder) is never trained on:
+    load_frames leaves it out, and convergence() names it for the iteration report's ``dropped``."""
+    import shutil
+
+    from deepks_es.workflow import all_records, convergence
+
+    shutil.copyfile(stores["pbe"].path, tmp_path / "pbe.h5")
+    base = LabelStore(tmp_path / "pbe.h5")
+    dimer = next(r for r in base.records() if len(r["numbers"]) == 6)
+    with base.lock():
+        base.write({**dimer, "converged": False}, overwrite=True)
+    frames, _ = load_frames(base, stores["hse06"])
+    assert [len(f.numbers) for f in frames] == [3]
+    assert convergence(all_records(base)) == (0.5, [dimer["name"]])
+
+
 def test_archived_targets_batch_with_full_ones(stores):
     """A frame whose target keeps only the occupied + 1 virtual orbitals (a label archive) shares a batch with
     one holding all orbitals: the batch is cut to the common columns and the losses are those of the full
