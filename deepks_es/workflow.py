@@ -286,7 +286,8 @@ def run_iterate(cfg: Config, log=print, progress=True) -> Path:
         previous = workdir / f"iter.{k - 1:02d}" / "base.h5" if k else None
         base = _label(frames, cfg, d / "base.h5", model_path, log, progress, previous)
         rate, dropped = convergence(all_records(base))
-        errors = scf_errors(base.records(matrices=False), targets, cfg.losses.n_virt)
+        records = base.records(matrices=False)
+        errors = scf_errors(records, targets, cfg.losses.n_virt)
         log(
             f"iteration {k}: SCF convergence {rate:.3f} ({len(dropped)} dropped), errors of "
             + ("the base functional" if model_path is None else "the model")
@@ -295,7 +296,6 @@ def run_iterate(cfg: Config, log=print, progress=True) -> Path:
             + (f", eig RMSE {errors['eig_rmse_ev']:.4f} eV" if "eig_rmse_ev" in errors else "")
         )
         report = {"iteration": k, "model_in": str(model_path) if model_path else None, "convergence": rate}
-        records = base.records(matrices=False)
         report.update(dropped=dropped, scf_errors=errors, scf_wall_s=time.perf_counter() - t0)
         report["cycles_mean"] = float(np.mean([r["cycles"] for r in records])) if records else None
         pairs = [(r, targets[geometry_key(r)]) for r in records if geometry_key(r) in targets]
