@@ -5,7 +5,8 @@ The model's SCF (with forces) and, unless ``--base`` gives a store, the plain ba
 every converged structure of the target store through the batch labeller, into resumable stores in the
 output folder. Errors (:func:`deepks_es.workflow.scf_errors`): total-energy MAE per cluster, force RMSE,
 valence orbital-energy RMSE (occupied without the 1s cores, plus the LUMO), gap MAE, 1s core-level MAE,
-and the SCF convergence rate.
+the SCF convergence rate, the mean number of SCF cycles and the most cycles the model needs beyond the base
+functional on one structure.
 
 By cluster size (:func:`by_size`, issue #12's size-extensivity test): per number of waters, the energy
 MAE per cluster, the mean signed energy error per water and its spread, and the force RMSE.
@@ -37,6 +38,8 @@ COLUMNS = [
     ("eig_rmse_ev", "valence eig RMSE (eV)", "{:.4f}"),
     ("gap_mae_ev", "gap MAE (eV)", "{:.4f}"),
     ("core_mae_ev", "O 1s MAE (eV)", "{:.3f}"),
+    ("cycles_mean", "SCF cycles (mean)", "{:.1f}"),
+    ("cycles_over_base_max", "cycles over base (max)", "{:+d}"),
 ]
 
 
@@ -44,7 +47,21 @@ def _row(store, targets: dict) -> dict:
     records = [r for r in all_records(store) if geometry_key(r) in targets]
     rate, _ = convergence(records)
     ok = [r for r in records if r["converged"] and not r["error"]]
-    return {"convergence": rate, **scf_errors(ok, targets)}
+    cycles = [r["cycles"] for r in ok if r.get("cycles") is not None]
+    return {"convergence": rate, **scf_errors(ok, targets), **({"cycles_mean": float(np.mean(cycles))} if cycles else {})}
+
+
+def cycles_over_base(base, corrected, targets: dict) -> int | None:
+    """Largest number of SCF cycles the model's run needs beyond the base functional's on the same structure
+    (both started from the same guess; issue #12's target: at most 2), or None without common structures."""
+    base_cycles = {geometry_key(r): r.get("cycles") for r in all_records(base) if r["converged"]}
+    extra = [
+        r["cycles"] - base_cycles[k]
+        for r in all_records(corrected)
+        if r["converged"] and (k := geometry_key(r)) in targets and base_cycles.get(k) is not None
+        and r.get("cycles") is not None
+    ]
+    return int(max(extra)) if extra else None
 
 
 def table(rows: dict) -> str:
@@ -163,6 +180,9 @@ def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None,
         base = run_labels(frames, outdir / f"{xc.lower()}.h5", xc.lower(), **run)
     corrected = run_labels(frames, outdir / f"deepks_{sha}.h5", "deepks", model_path, **run)
     rows = {xc: _row(base, targets), "DeePKS": _row(corrected, targets)}
+    extra = cycles_over_base(base, corrected, targets)
+    if extra is not None:
+        rows["DeePKS"]["cycles_over_base_max"] = extra
     text = table(rows)
     runs = {xc: _paired(base, targets), "DeePKS": _paired(corrected, targets)}
     sizes = by_size(runs)

@@ -400,6 +400,14 @@ def test_eval_writes_table_and_plots(tmp_path, small_targets, capsys):
     for name in ("parity_forces.png", "parity_orbitals.png", "energy_errors.png", "energy_per_water.png", "dos.png"):
         assert (out / name).stat().st_size > 1000
     assert "by cluster size" in text and sum(r["PBE"]["frames"] for r in result["by_size"].values()) == 12
+    # SCF cycles, per row and the model's worst excess over the base on one structure, from the stores
+    from deepks_es.store import LabelStore, geometry_key
+
+    base = {geometry_key(r): r["cycles"] for r in LabelStore(out / "pbe.h5").records(matrices=False)}
+    model_cycles = {geometry_key(r): r["cycles"] for r in LabelStore(next(out.glob("deepks_*.h5"))).records(matrices=False)}
+    assert result["rows"]["PBE"]["cycles_mean"] == pytest.approx(np.mean(list(base.values())))
+    assert result["rows"]["DeePKS"]["cycles_over_base_max"] == max(model_cycles[k] - base[k] for k in base)
+    assert "cycles over base (max)" in text
 
 
 def test_errors_by_size_per_water():
