@@ -25,5 +25,5 @@ deepks-es eval data/default_model.pt labels/hse06_ccpvdz_df.h5 --frames $(cat da
   --out labels/eval_begdb --no-progress
 deepks-es label $W/water27_gmtkn55_kaplan2024/neutral/H2O*.xyz --method deepks --model data/default_model.pt \
   --store labels/water27_deepks.h5 --no-progress
-# 4. energy-only intermediate force labels (CCSD/cc-pVDZ energies of deepks-kit n1-n3)
-python data/train/energy_only_force_labels.py
+# The energy-only force-label study (CCSD energies of deepks-kit n1-n3) is its own script:
+# python data/train/energy_only_study.py
