@@ -27,6 +27,7 @@ import numpy as np
 from .dataset import geometry_key, structure_keys, target_records
 from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
 from .settings import DEFAULT_XC
+from .store import is_failed
 from .structures import frame_from_record
 from .workflow import all_records, convergence, run_labels, scf_errors, valence_range
 
@@ -43,23 +44,26 @@ COLUMNS = [
 ]
 
 
-def _row(store, targets: dict) -> dict:
-    records = [r for r in all_records(store) if geometry_key(r) in targets]
+def _records(store, targets: dict) -> list:
+    """The store's records of the target structures, unconverged and failed ones included (one read)."""
+    return [r for r in all_records(store) if geometry_key(r) in targets]
+
+
+def _row(records: list, targets: dict) -> dict:
     rate, _ = convergence(records)
     ok = [r for r in records if r["converged"] and not r["error"]]
     cycles = [r["cycles"] for r in ok if r.get("cycles") is not None]
     return {"convergence": rate, **scf_errors(ok, targets), **({"cycles_mean": float(np.mean(cycles))} if cycles else {})}
 
 
-def cycles_over_base(base, corrected, targets: dict) -> int | None:
+def cycles_over_base(base_records: list, model_records: list) -> int | None:
     """Largest number of SCF cycles the model's run needs beyond the base functional's on the same structure
     (both started from the same guess; issue #12's target: at most 2), or None without common structures."""
-    base_cycles = {geometry_key(r): r.get("cycles") for r in all_records(base) if r["converged"]}
+    base_cycles = {geometry_key(r): r.get("cycles") for r in base_records if r["converged"]}
     extra = [
         r["cycles"] - base_cycles[k]
-        for r in all_records(corrected)
-        if r["converged"] and (k := geometry_key(r)) in targets and base_cycles.get(k) is not None
-        and r.get("cycles") is not None
+        for r in model_records
+        if r["converged"] and base_cycles.get(k := geometry_key(r)) is not None and r.get("cycles") is not None
     ]
     return int(max(extra)) if extra else None
 
@@ -179,12 +183,13 @@ def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None,
     if base is None:
         base = run_labels(frames, outdir / f"{xc.lower()}.h5", xc.lower(), **run)
     corrected = run_labels(frames, outdir / f"deepks_{sha}.h5", "deepks", model_path, **run)
-    rows = {xc: _row(base, targets), "DeePKS": _row(corrected, targets)}
-    extra = cycles_over_base(base, corrected, targets)
+    base_records, model_records = _records(base, targets), _records(corrected, targets)
+    rows = {xc: _row(base_records, targets), "DeePKS": _row(model_records, targets)}
+    extra = cycles_over_base(base_records, model_records)
     if extra is not None:
         rows["DeePKS"]["cycles_over_base_max"] = extra
     text = table(rows)
-    runs = {xc: _paired(base, targets), "DeePKS": _paired(corrected, targets)}
+    runs = {xc: _paired(base_records, targets), "DeePKS": _paired(model_records, targets)}
     sizes = by_size(runs)
     plots = _plots(outdir, model, runs, targets, xc)
     result = {"model": str(model_path), "model_sha256": model.settings["sha256"], "target": str(target_path)}
@@ -194,13 +199,9 @@ def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None,
     return result
 
 
-def _paired(store, targets):
-    out = []
-    for r in store.records(matrices=False):
-        t = targets.get(geometry_key(r))
-        if t is not None:
-            out.append((r, t))
-    return out
+def _paired(records: list, targets: dict) -> list:
+    """(record, target record) of the converged, not failed records (as ``LabelStore.records`` keeps)."""
+    return [(r, targets[geometry_key(r)]) for r in records if r["converged"] and not is_failed(r)]
 
 
 def _plots(outdir: Path, model, runs: dict, targets, xc) -> list:
