@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -277,10 +276,9 @@ def run_iterate(cfg: Config, log=print, progress=True) -> Path:
         # done before, unless it was the final pass of a run with fewer iterations (then it trains now)
         report = json.loads(report_path.read_text()) if report_path.is_file() else None
         if report is not None and (k == n or report.get("model")):
-            model_path = Path(report["model"]) if report.get("model") else model_path
+            model_path = workdir / report["model"] if report.get("model") else model_path
             log(f"iteration {k}: done before (convergence {report['convergence']:.3f})")
             continue
-        t0 = time.perf_counter()
         who = "plain " + cfg.xc if model_path is None else model_path.name
         log(f"iteration {k}: SCF with {who} on {len(frames)} structures with target labels")
         previous = workdir / f"iter.{k - 1:02d}" / "base.h5" if k else None
@@ -296,13 +294,15 @@ def run_iterate(cfg: Config, log=print, progress=True) -> Path:
             + (f", eig RMSE {errors['eig_rmse_ev']:.4f} eV" if "eig_rmse_ev" in errors else "")
         )
         report = {"iteration": k, "model_in": str(model_path) if model_path else None, "convergence": rate}
-        report.update(dropped=dropped, scf_errors=errors, scf_wall_s=time.perf_counter() - t0)
+        # the pass's time as the sum of its frames' SCF + forces wall times: true across a resumed pass
+        scf_wall_s = sum(r["wall_s"] for r in all_records(base))
+        report.update(dropped=dropped, scf_errors=errors, scf_wall_s=scf_wall_s)
         report["cycles_mean"] = float(np.mean([r["cycles"] for r in records])) if records else None
         pairs = [(r, targets[geometry_key(r)]) for r in records if geometry_key(r) in targets]
         report["by_size"] = {n: row["scf"] for n, row in by_size({"scf": pairs}).items()}
         if k < n:
             report.update(_train_step(cfg, k, d, base, model_path, check, log, progress))
-            model_path = Path(report["model"])
+            model_path = workdir / report["model"]
         _write_json(report_path, report)
         (workdir / "iterations.md").write_text(iteration_table(workdir) + "\n")
     final = workdir / "model.pt"
@@ -318,7 +318,8 @@ def iteration_table(workdir) -> str:
     """Markdown table of an iterate run from its ``iter.kk/report.json``: per iteration the SCF model,
     frames, convergence, mean SCF cycles, and the self-consistent errors on the training structures
     (E MAE per cluster, mean signed energy error per water over all frames, F RMSE, valence + n_virt
-    orbital energy RMSE, gap MAE) and the SCF pass's wall time."""
+    orbital energy RMSE, gap MAE) and the SCF pass's time (the sum of its frames' wall times, so a pass
+    resumed after a kill counts its earlier part too)."""
     head = (
         "| iteration | SCF with | frames | SCF conv. | cycles (mean) | E MAE (kcal/mol) | E error per water "
         "(kcal/mol) | F RMSE (eV/Å) | valence eig RMSE (eV) | gap MAE (eV) | SCF pass (min) |"
@@ -401,7 +402,8 @@ def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict
             rate, _ = convergence(all_records(check_store))
         log(f"iteration {k}: model {out.name}: SCF convergence on {len(check)} check frames {rate:.3f}")
         if rate >= it.min_convergence:
-            return {"model": str(out), "check_convergence": rate, "attempts": attempt + 1, "train": kept_entry(history)}
+            # relative to the workdir: a workdir copied to another machine or path resumes where it was
+            return {"model": str(out.relative_to(d.parent)), "check_convergence": rate, "attempts": attempt + 1, "train": kept_entry(history)}
         log(f"iteration {k}: below iterate.min_convergence {it.min_convergence}; retraining gentler")
     raise DeePKSInputError(
         f"iteration {k}: no model passed the SCF convergence check after {it.retries} retries; "

@@ -261,6 +261,9 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
     assert [row[0] for row in rows] == ["| 0", "| 1", "| 2"] and rows[0][1] == "base functional"
     for row, r in zip(rows, reports):
         assert row[5] == f"{r['scf_errors']['energy_mae_kcal']:.3f}" and row[4] == f"{cycles[int(row[0][2:])] / 12:.1f}"
+    # the SCF pass's time is the sum of its frames' wall times (true for a pass resumed after a kill)
+    walls = [sum(r["wall_s"] for r in LabelStore(run / f"iter.{k:02d}" / "base.h5").records()) for k in range(3)]
+    assert [r["scf_wall_s"] for r in reports] == pytest.approx(walls) and min(walls) > 0
     training = load_model(run / "model.pt").settings["training"]
     history = training["history"]
     assert history[-1]["train"]["loss"] < history[0]["train"]["loss"]
@@ -269,7 +272,11 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
     # the model of iteration 1 starts where iteration 0 ended: its SCF errors are those of model 0
     e0, e1 = reports[0]["scf_errors"], reports[1]["scf_errors"]
     assert e1["force_rmse_ev_ang"] < e0["force_rmse_ev_ang"]
+    # a rerun redoes nothing, also from a workdir moved elsewhere (another machine): reports name their models
+    # relative to the workdir
     capsys.readouterr()
+    run = run.rename(tmp_path / "moved")
+    cfg.write_text(cfg.read_text().replace("workdir: run", "workdir: moved"))
     assert main(["iterate", str(cfg), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert out.count("done before") == 3
