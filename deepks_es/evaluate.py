@@ -53,7 +53,11 @@ def _row(records: list, targets: dict) -> dict:
     rate, _ = convergence(records)
     ok = [r for r in records if r["converged"] and not r["error"]]
     cycles = [r["cycles"] for r in ok if r.get("cycles") is not None]
-    return {"convergence": rate, **scf_errors(ok, targets), **({"cycles_mean": float(np.mean(cycles))} if cycles else {})}
+    return {
+        "convergence": rate,
+        **scf_errors(ok, targets),
+        **({"cycles_mean": float(np.mean(cycles))} if cycles else {}),
+    }
 
 
 def cycles_over_base(base_records: list, model_records: list) -> int | None:

@@ -403,7 +403,12 @@ def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict
         log(f"iteration {k}: model {out.name}: SCF convergence on {len(check)} check frames {rate:.3f}")
         if rate >= it.min_convergence:
             # relative to the workdir: a workdir copied to another machine or path resumes where it was
-            return {"model": str(out.relative_to(d.parent)), "check_convergence": rate, "attempts": attempt + 1, "train": kept_entry(history)}
+            return {
+                "model": str(out.relative_to(d.parent)),
+                "check_convergence": rate,
+                "attempts": attempt + 1,
+                "train": kept_entry(history),
+            }
         log(f"iteration {k}: below iterate.min_convergence {it.min_convergence}; retraining gentler")
     raise DeePKSInputError(
         f"iteration {k}: no model passed the SCF convergence check after {it.retries} retries; "

@@ -411,7 +411,9 @@ def test_eval_writes_table_and_plots(tmp_path, small_targets, capsys):
     from deepks_es.store import LabelStore, geometry_key
 
     base = {geometry_key(r): r["cycles"] for r in LabelStore(out / "pbe.h5").records(matrices=False)}
-    model_cycles = {geometry_key(r): r["cycles"] for r in LabelStore(next(out.glob("deepks_*.h5"))).records(matrices=False)}
+    model_cycles = {
+        geometry_key(r): r["cycles"] for r in LabelStore(next(out.glob("deepks_*.h5"))).records(matrices=False)
+    }
     assert result["rows"]["PBE"]["cycles_mean"] == pytest.approx(np.mean(list(base.values())))
     assert result["rows"]["DeePKS"]["cycles_over_base_max"] == max(model_cycles[k] - base[k] for k in base)
     assert "cycles over base (max)" in text
