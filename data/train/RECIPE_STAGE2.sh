@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Stage 2 of the default model (issue #12): the stage-1 model (RECIPE.sh) iterated further on its own 345
+# structures plus the 72 thermal MD frames of 1-6 waters (config data/train/pbe_hse06_water_thermal.yaml),
+# then evaluated held out. Resumable: label stores and the iterate workdir live under labels/ (git-ignored);
+# rerun after a kill. A new machine starts from the committed checkpoints (data/train/checkpoints/: each
+# finished iteration's report.json and model.pt), so only what is missing is computed; delete
+# labels/default_model_thermal and skip the copy below to recompute every iteration.
+# Cost on 2 idle cores: per iteration an SCF pass with forces on 417 structures (70 min cold, ~50 min
+# warm-started from the previous iteration's densities) + ~5 min of training; evaluation ~1.5 h.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ -f .venv/bin/activate ] && . .venv/bin/activate
+export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
+W=../shared/data/water
+mkdir -p labels
+# 1. targets: the stage-1 HSE06-DF labels and the thermal training frames' (committed archives)
+for s in hse06_ccpvdz_df hse06_thermal_train_df hse06_thermal_heldout_df; do
+  [ -f labels/$s.h5 ] || python data/train/pack_labels.py unpack data/train/labels/$s.npz labels/$s.h5
+done
+# 2. the stage-1 model (RECIPE.sh's output) and the stage-2 iterations done so far
+cp -rn data/train/checkpoints/. labels/
+deepks-es iterate data/train/pbe_hse06_water_thermal.yaml --no-progress
+# 3. held out, self-consistent with forces, against HSE06-DF: the 32 thermal frames of 2-10 waters and the
+#    37 BEGDB clusters (PBE base stores first, then the model)
+deepks-es eval labels/default_model_thermal/model.pt labels/hse06_thermal_heldout_df.h5 \
+  --out labels/eval_thermal_stage2 --no-progress
+deepks-es eval labels/default_model_thermal/model.pt labels/hse06_ccpvdz_df.h5 \
+  --frames $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --out labels/eval_begdb_stage2 --no-progress

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Copy the finished iterations of an iterate workdir (report.json + model.pt of each, the final model.pt)
+# into data/train/checkpoints/ for a commit (see data/train/checkpoints/README.md).
+#   bash data/train/checkpoint.sh labels/default_model_thermal
+set -euo pipefail
+src=${1:?usage: checkpoint.sh labels/WORKDIR}
+dst=data/train/checkpoints/$(basename "$src")
+for d in "$src"/iter.*; do
+  [ -f "$d/report.json" ] || continue
+  mkdir -p "$dst/$(basename "$d")"
+  # older reports name the model by an absolute path: keep it relative to the workdir
+  python -c 'import json, sys; r = json.load(open(sys.argv[1]));
+m = r.get("model"); r["model"] = m and "/".join(m.split("/")[-2:]); print(json.dumps(r, indent=1))' \
+    "$d/report.json" > "$dst/$(basename "$d")/report.json"
+  [ -f "$d/model.pt" ] && cp "$d/model.pt" "$dst/$(basename "$d")/"
+done
+[ -f "$src/model.pt" ] && cp "$src/model.pt" "$dst/"
+ls -R "$dst"
