@@ -129,16 +129,19 @@ def test_label_archive_round_trip(tmp_path):
 
 def test_committed_archives_name_their_level():
     """Each committed archive's metadata names the method, basis and the PySCF and Libxc versions that made
-    it (HSE06 differs between codes at the mEh level), and holds the frame count README.md's table says."""
+    it (HSE06 differs between codes at the mEh level), and holds the frame count README.md's table says. PBE
+    archives are ``deepks-es eval`` base stores: computed as eval computes them (no density fitting)."""
     table = (TRAIN / "labels" / "README.md").read_text()
     archives = sorted((TRAIN / "labels").glob("*.npz"))
     assert archives
     for path in archives:
         data = np.load(path)
         meta = json.loads(str(data["metadata"]))
-        assert meta["basis"] == "cc-pVDZ" and meta["method"] in ("hse06", "ccsd(t)"), path.name
+        assert meta["basis"] == "cc-pVDZ" and meta["method"] in ("hse06", "ccsd(t)", "pbe"), path.name
         assert meta["versions"]["pyscf"] and meta["versions"]["libxc"], path.name
         if meta["method"] == "hse06":
             assert meta["xc"] == "HSE06" and meta["density_fit"], path.name
+        if meta["method"] == "pbe":
+            assert meta["xc"] == "PBE" and not meta["density_fit"] and meta["grid_level"] == 3, path.name
         row = re.search(rf"\| `{re.escape(path.name)}` \| (\d+) \|", table)
         assert row and int(row.group(1)) == int(data["count"]), path.name

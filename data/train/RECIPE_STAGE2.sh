@@ -21,8 +21,15 @@ done
 cp -rn data/train/checkpoints/. labels/
 deepks-es iterate data/train/pbe_hse06_water_thermal.yaml --no-progress
 # 3. held out, self-consistent with forces, against HSE06-DF: the 32 thermal frames of 2-10 waters and the
-#    37 BEGDB clusters (PBE base stores first, then the model)
+#    37 BEGDB clusters. PBE base stores first: unpacked from their archives where committed (pack them after a
+#    run: pack_labels.py pack labels/S.h5 data/train/labels/S.npz), the label command computes the rest.
+T=data/train/thermal/heldout
+for s in pbe_thermal_heldout pbe_begdb; do
+  [ -f labels/$s.h5 ] || [ ! -f data/train/labels/$s.npz ] || python data/train/pack_labels.py unpack data/train/labels/$s.npz labels/$s.h5
+done
+deepks-es label $T/thermal_n0[2-9].xyz $T/thermal_n10.xyz --method pbe --forces --store labels/pbe_thermal_heldout.h5 --no-progress
+deepks-es label $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --method pbe --forces --store labels/pbe_begdb.h5 --no-progress
 deepks-es eval labels/default_model_thermal/model.pt labels/hse06_thermal_heldout_df.h5 \
-  --out labels/eval_thermal_stage2 --no-progress
-deepks-es eval labels/default_model_thermal/model.pt labels/hse06_ccpvdz_df.h5 \
+  --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_stage2 --no-progress
+deepks-es eval labels/default_model_thermal/model.pt labels/hse06_ccpvdz_df.h5 --base labels/pbe_begdb.h5 \
   --frames $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --out labels/eval_begdb_stage2 --no-progress
