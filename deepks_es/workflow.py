@@ -283,7 +283,8 @@ def run_iterate(cfg: Config, log=print, progress=True) -> Path:
         log(f"iteration {k}: SCF with {who} on {len(frames)} structures with target labels")
         previous = workdir / f"iter.{k - 1:02d}" / "base.h5" if k else None
         base = _label(frames, cfg, d / "base.h5", model_path, log, progress, previous)
-        rate, dropped = convergence(all_records(base))
+        every = all_records(base)
+        rate, dropped = convergence(every)
         records = base.records(matrices=False)
         errors = scf_errors(records, targets, cfg.losses.n_virt)
         log(
@@ -295,8 +296,7 @@ def run_iterate(cfg: Config, log=print, progress=True) -> Path:
         )
         report = {"iteration": k, "model_in": str(model_path) if model_path else None, "convergence": rate}
         # the pass's time as the sum of its frames' SCF + forces wall times: true across a resumed pass
-        scf_wall_s = sum(r["wall_s"] for r in all_records(base))
-        report.update(dropped=dropped, scf_errors=errors, scf_wall_s=scf_wall_s)
+        report.update(dropped=dropped, scf_errors=errors, scf_wall_s=sum(r["wall_s"] for r in every))
         report["cycles_mean"] = float(np.mean([r["cycles"] for r in records])) if records else None
         pairs = [(r, targets[geometry_key(r)]) for r in records if geometry_key(r) in targets]
         report["by_size"] = {n: row["scf"] for n, row in by_size({"scf": pairs}).items()}

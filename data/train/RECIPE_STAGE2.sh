@@ -5,8 +5,8 @@
 # rerun after a kill. A new machine starts from the committed checkpoints (data/train/checkpoints/: each
 # finished iteration's report.json and model.pt), so only what is missing is computed; delete
 # labels/default_model_thermal and skip the copy below to recompute every iteration.
-# Cost on 2 idle cores: per iteration an SCF pass with forces on 417 structures (70 min cold, ~50 min
-# warm-started from the previous iteration's densities) + ~5 min of training; evaluation ~1.5 h.
+# Cost on 2 idle cores: per iteration an SCF pass with forces on 417 structures (58 min cold, 48 min
+# warm-started from the previous iteration's densities) + ~5 min of training (measured 2026-12-05); evaluation ~1.5 h.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ -f .venv/bin/activate ] && . .venv/bin/activate
