@@ -184,9 +184,10 @@ def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None,
             + "; give the base store of the same structures, or leave --base out to compute it"
         )
     run = dict(progress=progress, basis=basis, forces=forces, scf=scf)
+    # the model's run first: a run killed halfway keeps what is new (the base is often stored already)
+    corrected = run_labels(frames, outdir / f"deepks_{sha}.h5", "deepks", model_path, **run)
     if base is None:
         base = run_labels(frames, outdir / f"{xc.lower()}.h5", xc.lower(), **run)
-    corrected = run_labels(frames, outdir / f"deepks_{sha}.h5", "deepks", model_path, **run)
     base_records, model_records = _records(base, targets), _records(corrected, targets)
     rows = {xc: _row(base_records, targets), "DeePKS": _row(model_records, targets)}
     extra = cycles_over_base(base_records, model_records)
