@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Stage 2 of the default model (issue #12): the stage-1 model (RECIPE.sh) iterated further on its own 345
-# structures plus the 72 thermal MD frames of 1-6 waters (config data/train/pbe_hse06_water_thermal.yaml),
-# then evaluated held out. Resumable: label stores and the iterate workdir live under labels/ (git-ignored);
+# Stage 2 of the default model (issue #12), shipped as data/default_model.pt: the stage-1 model (RECIPE.sh)
+# iterated further on its own 345 structures plus the 72 thermal MD frames of 1-6 waters (config
+# data/train/pbe_hse06_water_thermal.yaml), then evaluated held out. Resumable: label stores and the iterate workdir live under labels/ (git-ignored);
 # rerun after a kill. A new machine starts from the committed checkpoints (data/train/checkpoints/: each
 # finished iteration's report.json and model.pt), so only what is missing is computed; delete
 # labels/default_model_thermal and skip the copy below to recompute every iteration.
-# Cost on 2 idle cores: per iteration an SCF pass with forces on 417 structures (58 min cold, 48 min
-# warm-started from the previous iteration's densities) + ~5 min of training (measured 2026-12-05); evaluation ~1.5 h.
+# Cost on 2 idle cores: per iteration an SCF pass with forces on 417 structures (58 min cold, 43-48 min
+# warm-started from the previous iteration's densities) + ~5 min of training, 3 iterations and the final
+# pass of model 2 (measured 2026-12-05); evaluation ~2.5 h.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ -f .venv/bin/activate ] && . .venv/bin/activate
@@ -20,6 +21,7 @@ done
 # 2. the stage-1 model (RECIPE.sh's output) and the stage-2 iterations done so far
 cp -rn data/train/checkpoints/. labels/
 deepks-es iterate data/train/pbe_hse06_water_thermal.yaml --no-progress
+cp labels/default_model_thermal/model.pt data/default_model.pt
 # 3. held out, self-consistent with forces, against HSE06-DF: the 32 thermal frames of 2-10 waters and the
 #    37 BEGDB clusters. PBE base stores first: unpacked from their archives where committed (pack them after a
 #    run: pack_labels.py pack labels/S.h5 data/train/labels/S.npz), the label command computes the rest.

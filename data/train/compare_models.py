@@ -32,8 +32,8 @@ ROWS = {
         "eval": LABELS / "eval_begdb_e3" / "eval.json",
         "water27": [LABELS / "water27_e3_scf.json", LABELS / "water27_e3_scf_20b.json"],
     },
-    "mlp model 1 = shipped default": {
-        "model": ROOT / "data" / "default_model.pt",
+    "mlp model 1 = stage-1 default": {
+        "model": LABELS / "default_model" / "model.pt",
         "check": LABELS / "default_model" / "iter.01" / "check.0.h5",
         "eval": LABELS / "eval_begdb" / "eval.json",
         "water27": [LABELS / "water27_deepks.h5"],

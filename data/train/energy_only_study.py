@@ -27,7 +27,6 @@ from pyscf.data.nist import BOHR
 
 from deepks_es.cli import main
 from deepks_es.dataset import geometry_key
-from deepks_es.model import default_model_path
 from deepks_es.output import EV_PER_ANG_PER_AU, KCAL_PER_MOL_PER_HARTREE
 from deepks_es.store import LabelStore, import_labels
 from deepks_es.structures import read_frames
@@ -35,6 +34,8 @@ from deepks_es.structures import read_frames
 ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT.parent / "shared" / "data" / "water" / "deepks_kit_ccsd_ccpvdz_clusters"
 OUT = ROOT / "labels" / "energy_only_study"
+# the HSE06 model the study fine-tuned: stage 1, the default model until 2026-12-05
+STAGE1_MODEL = ROOT / "data" / "train" / "checkpoints" / "default_model" / "model.pt"
 SIZES = (25, 50, 100, 200, 300)
 # the energy weight of the shipped model (data/train/pbe_hse06_water.yaml): per-atom energy errors (Eh) are
 # ~1e-3 of force errors (Eh/bohr), so x1000 balances the two terms
@@ -115,7 +116,7 @@ def train_model(
         "train": opts,
     }
     if start == "default":
-        cfg.update(init_model=str(default_model_path()), base_model=str(default_model_path()))
+        cfg.update(init_model=str(STAGE1_MODEL), base_model=str(STAGE1_MODEL))
     workdir.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{slug}.yaml"
     path.write_text(yaml.safe_dump(cfg))
