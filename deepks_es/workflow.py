@@ -294,7 +294,9 @@ def run_iterate(cfg: Config, log=print, progress=True) -> Path:
             + (f", force RMSE {errors['force_rmse_ev_ang']:.4f} eV/A" if "force_rmse_ev_ang" in errors else "")
             + (f", eig RMSE {errors['eig_rmse_ev']:.4f} eV" if "eig_rmse_ev" in errors else "")
         )
-        report = {"iteration": k, "model_in": str(model_path) if model_path else None, "convergence": rate}
+        # the input model relative to the workdir, like "model" below: no machine path in a committed report
+        model_in = os.path.relpath(model_path, workdir) if model_path else None
+        report = {"iteration": k, "model_in": model_in, "convergence": rate}
         # the pass's time as the sum of its frames' SCF + forces wall times: true across a resumed pass
         report.update(dropped=dropped, scf_errors=errors, scf_wall_s=sum(r["wall_s"] for r in every))
         report["cycles_mean"] = float(np.mean([r["cycles"] for r in records])) if records else None

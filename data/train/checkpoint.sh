@@ -8,9 +8,11 @@ dst=data/train/checkpoints/$(basename "$src")
 for d in "$src"/iter.*; do
   [ -f "$d/report.json" ] || continue
   mkdir -p "$dst/$(basename "$d")"
-  # older reports name the model by an absolute path: keep it relative to the workdir
-  python -c 'import json, sys; r = json.load(open(sys.argv[1]));
-m = r.get("model"); r["model"] = m and "/".join(m.split("/")[-2:]); print(json.dumps(r, indent=1))' \
+  # older reports name the models by absolute paths: keep them relative to the workdir
+  python -c 'import json, os, sys; r = json.load(open(sys.argv[1])); w = os.path.dirname(sys.argv[1]) + "/..";
+m = r.get("model"); r["model"] = m and "/".join(m.split("/")[-2:])
+m = r.get("model_in"); r["model_in"] = m and (os.path.relpath(m, w) if os.path.isabs(m) else m)
+print(json.dumps(r, indent=1))' \
     "$d/report.json" > "$dst/$(basename "$d")/report.json"
   [ -f "$d/model.pt" ] && cp "$d/model.pt" "$dst/$(basename "$d")/"
 done
