@@ -3,7 +3,8 @@
 # here (steps 1-2, labels/default_model/model.pt), stage 2 by RECIPE_STAGE2.sh (step 3, which copies its
 # result to data/default_model.pt). Resumable: every step writes to label stores under labels/ (git-ignored)
 # and skips what is done; rerun after a kill. Cost on 2 cores: ~1 h of HSE06 labels (none with the
-# committed archive), ~1 h of stage-1 iterate, ~3.5 h of stage 2 and its evaluation, ~40 min here after it.
+# committed archive), ~1 h of stage-1 iterate, ~3.5 h of stage-2 iterate and ~2.5 h of its evaluation,
+# ~40 min here after it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
@@ -23,11 +24,11 @@ deepks-es iterate data/train/pbe_hse06_water.yaml --no-progress
 # 3. stage 2 (thermal frames, three more iterations; it starts from the stage-1 model of step 2), shipped
 bash data/train/RECIPE_STAGE2.sh
 # 4. held-out evaluation of the stage-1 model (BEGDB clusters n = 2-6, 8S4, 10PP1, labelled with HSE06 in
-#    step 1) -> README stage-1 table and plots; SCF convergence of the shipped model on the neutral WATER27
-#    clusters, (H2O)1-20 (energies)
+#    step 1) -> README stage-1 table and plots; its SCF convergence on the neutral WATER27 clusters, (H2O)1-20
+#    (energies; compare_models.py reads this store as the stage-1 row)
 deepks-es eval labels/default_model/model.pt labels/hse06_ccpvdz_df.h5 --frames $(cat data/train/heldout_begdb.txt) \
   --out labels/eval_begdb --no-progress
-deepks-es label $W/water27_gmtkn55_kaplan2024/neutral/H2O*.xyz --method deepks --model data/default_model.pt \
+deepks-es label $W/water27_gmtkn55_kaplan2024/neutral/H2O*.xyz --method deepks --model labels/default_model/model.pt \
   --store labels/water27_deepks.h5 --no-progress
 # The energy-only force-label study (CCSD energies of deepks-kit n1-n3) is its own script:
 # python data/train/energy_only_study.py

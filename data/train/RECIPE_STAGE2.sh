@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Stage 2 of the default model (issue #12), shipped as data/default_model.pt: the stage-1 model (RECIPE.sh)
 # iterated further on its own 345 structures plus the 72 thermal MD frames of 1-6 waters (config
-# data/train/pbe_hse06_water_thermal.yaml), then evaluated held out. Resumable: label stores and the iterate workdir live under labels/ (git-ignored);
-# rerun after a kill. A new machine starts from the committed checkpoints (data/train/checkpoints/: each
-# finished iteration's report.json and model.pt), so only what is missing is computed; delete
-# labels/default_model_thermal and skip the copy below to recompute every iteration.
+# data/train/pbe_hse06_water_thermal.yaml), then evaluated held out. Resumable: label stores and the
+# iterate workdir live under labels/ (git-ignored); rerun after a kill. A new machine starts from the
+# committed checkpoints (data/train/checkpoints/: each finished iteration's report.json and model.pt), so
+# only what is missing is computed; delete labels/default_model_thermal and skip the copy below to
+# recompute every iteration.
 # Cost on 2 idle cores: per iteration an SCF pass with forces on 417 structures (58 min cold, 43-48 min
 # warm-started from the previous iteration's densities) + ~5 min of training, 3 iterations and the final
 # pass of model 2 (measured 2026-12-05); evaluation ~2.5 h.
@@ -23,8 +24,9 @@ cp -rn data/train/checkpoints/. labels/
 deepks-es iterate data/train/pbe_hse06_water_thermal.yaml --no-progress
 cp labels/default_model_thermal/model.pt data/default_model.pt
 # 3. held out, self-consistent with forces, against HSE06-DF: the 32 thermal frames of 2-10 waters and the
-#    37 BEGDB clusters. PBE base stores first: unpacked from their archives where committed (pack them after a
-#    run: pack_labels.py pack labels/S.h5 data/train/labels/S.npz), the label command computes the rest.
+#    38 BEGDB clusters; SCF convergence on the 15 neutral WATER27 clusters, (H2O)1-20 (~40 min). PBE base
+#    stores first: unpacked from their archives where committed (pack them after a run: pack_labels.py
+#    pack labels/S.h5 data/train/labels/S.npz), the label command computes the rest.
 T=data/train/thermal/heldout
 for s in pbe_thermal_heldout pbe_begdb; do
   [ -f labels/$s.h5 ] || [ ! -f data/train/labels/$s.npz ] || python data/train/pack_labels.py unpack data/train/labels/$s.npz labels/$s.h5
@@ -35,3 +37,5 @@ deepks-es eval labels/default_model_thermal/model.pt labels/hse06_thermal_heldou
   --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_stage2 --no-progress
 deepks-es eval labels/default_model_thermal/model.pt labels/hse06_ccpvdz_df.h5 --base labels/pbe_begdb.h5 \
   --frames $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --out labels/eval_begdb_stage2 --no-progress
+deepks-es label $W/water27_gmtkn55_kaplan2024/neutral/H2O*.xyz --method deepks --model labels/default_model_thermal/model.pt \
+  --store labels/water27_deepks_stage2.h5 --no-progress

@@ -10,8 +10,7 @@ for d in "$src"/iter.*; do
   mkdir -p "$dst/$(basename "$d")"
   # older reports name the models by absolute paths: keep them relative to the workdir
   python -c 'import json, os, sys; r = json.load(open(sys.argv[1])); w = os.path.dirname(sys.argv[1]) + "/..";
-m = r.get("model"); r["model"] = m and "/".join(m.split("/")[-2:])
-m = r.get("model_in"); r["model_in"] = m and (os.path.relpath(m, w) if os.path.isabs(m) else m)
+r.update({k: os.path.relpath(r[k], w) for k in ("model", "model_in") if r.get(k) and os.path.isabs(r[k])})
 print(json.dumps(r, indent=1))' \
     "$d/report.json" > "$dst/$(basename "$d")/report.json"
   [ -f "$d/model.pt" ] && cp "$d/model.pt" "$dst/$(basename "$d")/"
