@@ -1,0 +1,90 @@
+"""What limits the stage-2 default model at fixed density: the training step, the loss weights or the net (#12).
+
+Every variant trains on the data of stage 2's iteration 2 (the SCF of model 1 on the 417 training structures,
+``labels/default_model_thermal/iter.02/base.h5``, against the HSE06-DF targets), with iterate's validation
+split (by geometry key, 10 %), so the rows differ only in how the model was trained. The reference row is
+model 2 itself (the shipped model: iterate's step, warm from model 1, 150 epochs at 0.3 x lr with 10
+warm-up epochs, loss weights of ``pbe_hse06_water_thermal.yaml``), read from its checkpoint.
+
+    python data/train/fixed_density_study.py [--variants "warm, eig x10"]
+
+Needs the stage-2 iterate workdir (``bash data/train/RECIPE_STAGE2.sh`` up to iteration 2). Resumable: each
+variant trains in labels/fixed_density_study/<variant>/ and a finished model is reused. Prints a Markdown
+table of the kept epoch's validation and training errors, the parameter count and the training time.
+"""
+
+import argparse
+import re
+from pathlib import Path
+
+import yaml
+
+from deepks_es import load_model
+from deepks_es.cli import main
+from deepks_es.workflow import kept_entry
+
+ROOT = Path(__file__).resolve().parents[2]
+ITER = ROOT / "labels" / "default_model_thermal"
+OUT = ROOT / "labels" / "fixed_density_study"
+STAGE2 = yaml.safe_load((ROOT / "data" / "train" / "pbe_hse06_water_thermal.yaml").read_text())
+LOSSES = STAGE2["losses"]
+# iterate's warm start of model 2: train.lr and lr_final x restart_lr (0.3), 10 warm-up epochs, 150 epochs
+WARM = {**STAGE2["train"], "epochs": 150, "lr": 9e-5, "lr_final": 3e-6}
+SCRATCH = {**STAGE2["train"], "epochs": 300, "lr": 1e-3, "lr_final": 1e-5, "warmup_epochs": 0}
+#: name -> (start from model 1?, model, losses, train settings)
+VARIANTS = {
+    "warm, eig + gap x10": (True, None, {**LOSSES, "eigenvalue": 0.1, "gap": 0.1}, WARM),
+    "warm, lr x11 (1e-3)": (True, None, LOSSES, {**WARM, "lr": 1e-3, "lr_final": 1e-5}),
+    "scratch, mlp 100x3": (False, {"kind": "mlp", "hidden": [100, 100, 100]}, LOSSES, SCRATCH),
+    "scratch, mlp 200x3": (False, {"kind": "mlp", "hidden": [200, 200, 200]}, LOSSES, SCRATCH),
+}
+
+
+def train_variant(name: str) -> Path:
+    """Train one variant (or reuse its finished model); returns the model path."""
+    warm, model, losses, settings = VARIANTS[name]
+    workdir = OUT / re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    if (workdir / "model.pt").is_file():
+        return workdir / "model.pt"
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "workdir": str(workdir),
+        "target": [str(ROOT / "labels" / "hse06_ccpvdz_df.h5"), str(ROOT / "labels" / "hse06_thermal_train_df.h5")],
+        "base": str(ITER / "iter.02" / "base.h5"),
+        "base_model": str(ITER / "iter.01" / "model.pt"),
+        "seeds": [0],
+        "losses": losses,
+        "train": settings,
+        **({"init_model": str(ITER / "iter.01" / "model.pt")} if warm else {"model": model}),
+    }
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    main(["train", str(workdir / "config.yaml"), "--no-progress"])
+    return workdir / "model.pt"
+
+
+def row(name: str, path: Path) -> str:
+    model = load_model(path)
+    history = model.settings["training"]["history"]
+    kept = kept_entry(history)
+    cells = [
+        name,
+        f"{sum(p.numel() for p in model.parameters()) / 1000:.1f} k",
+        f"{kept['epoch']} of {history[-1]['epoch']}",
+    ]
+    for split in ("valid", "train"):
+        e = kept[split]
+        errors = (e["energy_mae_kcal"], e["force_rmse_ev_ang"], e["eig_rmse_ev"], e["gap_mae_ev"])
+        cells.append("{:.3f} / {:.4f} / {:.4f} / {:.4f}".format(*errors))
+    cells.append(f"{history[-1]['wall_s'] / 60:.1f}")
+    return "| " + " | ".join(cells) + " |"
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    args = parser.parse_args()
+    rows = [row("model 2 (shipped: iterate's warm start)", ITER / "iter.02" / "model.pt")]
+    rows += [row(name, train_variant(name)) for name in args.variants]
+    print("| variant | parameters | kept epoch | valid E / F / eig / gap | train E / F / eig / gap | training (min) |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
