@@ -6,7 +6,7 @@ split (by geometry key, 10 %), so the rows differ only in how the model was trai
 model 2 itself (the shipped model: iterate's step, warm from model 1, 150 epochs at 0.3 x lr with 10
 warm-up epochs, loss weights of ``pbe_hse06_water_thermal.yaml``), read from its checkpoint.
 
-    python data/train/fixed_density_study.py [--variants "warm, eig x10"]
+    python data/train/fixed_density_study.py [--variants "warm, eig + gap x10"]
 
 Needs the stage-2 iterate workdir (``bash data/train/RECIPE_STAGE2.sh`` up to iteration 2). Resumable: each
 variant trains in labels/fixed_density_study/<variant>/ and a finished model is reused. Prints a Markdown
@@ -15,22 +15,31 @@ table of the kept epoch's validation and training errors, the parameter count an
 
 import argparse
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 
 from deepks_es import load_model
 from deepks_es.cli import main
+from deepks_es.config import load_config
 from deepks_es.workflow import kept_entry
 
 ROOT = Path(__file__).resolve().parents[2]
 ITER = ROOT / "labels" / "default_model_thermal"
 OUT = ROOT / "labels" / "fixed_density_study"
-STAGE2 = yaml.safe_load((ROOT / "data" / "train" / "pbe_hse06_water_thermal.yaml").read_text())
-LOSSES = STAGE2["losses"]
-# iterate's warm start of model 2: train.lr and lr_final x restart_lr (0.3), 10 warm-up epochs, 150 epochs
-WARM = {**STAGE2["train"], "epochs": 150, "lr": 9e-5, "lr_final": 3e-6}
-SCRATCH = {**STAGE2["train"], "epochs": 300, "lr": 1e-3, "lr_final": 1e-5, "warmup_epochs": 0}
+STAGE2 = load_config(ROOT / "data" / "train" / "pbe_hse06_water_thermal.yaml", "iterate")
+LOSSES = asdict(STAGE2.losses)
+TRAIN = asdict(STAGE2.train)
+# iterate's warm start of model 2 (workflow._train_step): iteration 2's epochs, lr and lr_final x restart_lr
+RESTART = STAGE2.iterate.restart_lr
+WARM = {
+    **TRAIN,
+    "epochs": STAGE2.iterate.epochs[2],
+    "lr": TRAIN["lr"] * RESTART,
+    "lr_final": TRAIN["lr_final"] * RESTART,
+}
+SCRATCH = {**TRAIN, "epochs": 300, "lr": 1e-3, "lr_final": 1e-5, "warmup_epochs": 0}
 #: name -> (start from model 1?, model, losses, train settings)
 VARIANTS = {
     "warm, eig + gap x10": (True, None, {**LOSSES, "eigenvalue": 0.1, "gap": 0.1}, WARM),
@@ -55,7 +64,7 @@ def train_variant(name: str) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     config = {
         "workdir": str(workdir),
-        "target": [str(ROOT / "labels" / "hse06_ccpvdz_df.h5"), str(ROOT / "labels" / "hse06_thermal_train_df.h5")],
+        "target": [str(p) for p in STAGE2.target],
         "base": str(ITER / "iter.02" / "base.h5"),
         "base_model": str(ITER / "iter.01" / "model.pt"),
         "seeds": [0],
