@@ -10,6 +10,10 @@ dataclasses of :mod:`deepks_es.settings`)::
     base: pbe.h5                 # train only: base store(s) (pbe, or deepks labelled with base_model)
     base_model: null             # train only: the model a deepks base store was labelled with
     init_model: null             # start from this checkpoint instead of a new model
+    init_density: null           # iterate only: iteration 0's SCFs start from the converged densities of
+                                 #   this label store (same basis; e.g. an earlier run's last pass); a
+                                 #   speed hint: when the store is absent they start from PySCF's guess,
+                                 #   as a later pass whose previous pass is not stored
     model: {kind: mlp}           # the model kind and its arguments (defaults: the model class's, for mlp
                                  #   descriptor: power_traces, hidden: [100, 100, 100], activation: silu);
                                  #   replaced as a whole when given; the equivariant model:
@@ -55,7 +59,7 @@ from .settings import (
 )
 
 SECTIONS = {"losses": LossSettings, "train": TrainSettings, "iterate": IterateSettings, "scf": SCFSettings}
-PATH_KEYS = ("workdir", "base_model", "init_model")
+PATH_KEYS = ("workdir", "base_model", "init_model", "init_density")
 LIST_PATH_KEYS = ("target", "frames", "base")
 
 
@@ -69,6 +73,7 @@ class Config:
     base: list | None = None
     base_model: str | None = None
     init_model: str | None = None
+    init_density: str | None = None
     model: dict = field(default_factory=lambda: {"kind": DEFAULT_MODEL_KIND})
     basis: str | None = None
     xc: str | None = None
@@ -178,6 +183,7 @@ def load_config(path, command: str) -> Config:
         _check(cfg.base is None, "base: iterate computes its own base labels; remove the key")
         cfg.xc = cfg.xc or DEFAULT_XC
     else:
+        _check(cfg.init_density is None, "init_density: only iterate runs SCFs; remove the key")
         _check(cfg.base is not None, "base: train needs a base label store (pbe or deepks, with matrices)")
     _check_model(cfg, given_model="model" in given)
     _resolve_level(cfg, command)
@@ -193,7 +199,8 @@ def _resolve_level(cfg: Config, command: str) -> None:
     from .model import load_model
     from .store import LabelStore
 
-    metas = {p: LabelStore(p).metadata for p in cfg.target + (cfg.base or [])}
+    densities = [cfg.init_density] if cfg.init_density and Path(cfg.init_density).is_file() else []
+    metas = {p: LabelStore(p).metadata for p in cfg.target + (cfg.base or []) + densities}
 
     def one(paths, field: str, what: str):
         values = {p: metas[p][field] for p in paths}

@@ -5,7 +5,8 @@ k = 0 .. N, in ``workdir/iter.kk/``:
 
     base.h5     SCF + forces + matrices on the training structures with model k-1 (plain PBE for k = 0),
                 through the batch labeller (:func:`deepks_es.engine.run_batch`), each SCF started from
-                the frame's density in iter.(k-1)/base.h5 (fewer cycles; the convergence check below
+                the frame's density in iter.(k-1)/base.h5 (for k = 0: in the config's ``init_density``
+                store, if given; fewer cycles; the convergence check below
                 and ``deepks-es eval`` start from PySCF's guess, as users do); frames whose SCF does not
                 converge after the retry ladder are dropped from this iteration and listed in the report
     model.pt    trained on (base.h5, targets), warm-started from model k-1 (k < N only)
@@ -281,7 +282,9 @@ def run_iterate(cfg: Config, log=print, progress=True) -> Path:
             continue
         who = "plain " + cfg.xc if model_path is None else model_path.name
         log(f"iteration {k}: SCF with {who} on {len(frames)} structures with target labels")
-        previous = workdir / f"iter.{k - 1:02d}" / "base.h5" if k else None
+        previous = workdir / f"iter.{k - 1:02d}" / "base.h5" if k else cfg.init_density and Path(cfg.init_density)
+        if previous and not previous.is_file():
+            log(f"iteration {k}: no densities to start from in {previous} (not stored here); PySCF's guess")
         base = _label(frames, cfg, d / "base.h5", model_path, log, progress, previous)
         every = all_records(base)
         rate, dropped = convergence(every)

@@ -24,8 +24,8 @@ PROJECTOR = ProjectorBasis().to_dict()
 LEVEL = {"basis": "cc-pVDZ", "model_sha256": [], "grid_level": 3, "density_fit": False}
 
 
-def _store(path, method, xc, seeds, frame, forces=True):
-    store = LabelStore(path, {**LEVEL, "method": method, "xc": xc})
+def _store(path, method, xc, seeds, frame, forces=True, basis="cc-pVDZ"):
+    store = LabelStore(path, {**LEVEL, "method": method, "xc": xc, "basis": basis})
     with store.lock():
         for seed in seeds:
             store.write(synthetic_record(frame, seed=seed, forces=forces))
@@ -57,6 +57,7 @@ def env(tmp_path_factory):
         "file": str(a_file),
         "truncated": str(truncated),
         "ccsdt": _store(d / "ccsdt.h5", "ccsd(t)", "", range(3), dimer, forces=False),
+        "base_sto3g": _store(d / "pbe_sto3g.h5", "pbe", "PBE", range(3), dimer, basis="sto-3g"),
         **{f"model_{k}": v for k, v in other_level.items()},
     }
 
@@ -184,6 +185,14 @@ CASES = {
     "eval --base with no shared frames": (
         lambda e: ["eval", e["model"], e["target"], "--base", e["other"], "--out", str(e["d"] / "evb")],
         "shares no structure with target store",
+    ),
+    "config init_density for train": (
+        lambda e: ["train", _config(e, "idt", init_density=e["base"])],
+        "init_density: only iterate runs SCFs",
+    ),
+    "config init_density of another basis": (
+        lambda e: ["iterate", _config(e, "idb", base=None, frames=H2O, init_density=e["base_sto3g"])],
+        "label stores of different basis",
     ),
     "a store listed twice": (
         lambda e: ["train", _config(e, "twice", base=[e["base"], e["base"]])],

@@ -225,6 +225,7 @@ def small_targets(tmp_path_factory):
 def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
     """deepks-es iterate on the small set: base SCF, training, SCF check, the next iteration and the final
     SCF pass; the losses fall, every report has a convergence rate, and a rerun redoes nothing."""
+    import yaml
     from test_label import DATA
 
     from deepks_es import load_model
@@ -288,6 +289,18 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
     report = json.loads((run / "iter.02" / "report.json").read_text())
     assert report["model"] == "iter.02/model.pt" and report["model_in"] == "iter.01/model.pt"  # no machine path
     assert (run / "iter.03" / "report.json").is_file()
+    # a new run from that model whose first pass starts from the densities of the last pass (init_density):
+    # each SCF starts at (near) its converged density, fewer cycles than that pass took
+    last = run / "iter.03" / "base.h5"
+    cfg2 = _write_config(
+        tmp_path / "it2.yaml",
+        **{**yaml.safe_load(cfg.read_text()), "workdir": "again", "init_model": str(run / "model.pt")},
+        init_density=str(last),
+    )
+    cfg2.write_text(cfg2.read_text().replace("iterations: 3", "iterations: 1"))
+    assert main(["iterate", str(cfg2), "--no-progress"]) == 0
+    again = LabelStore(tmp_path / "again" / "iter.00" / "base.h5").records()
+    assert sum(r["cycles"] for r in again) < sum(r["cycles"] for r in LabelStore(last).records())
 
 
 def test_iterate_train_and_scf_with_the_e3_model(tmp_path, small_targets):
