@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Stage 3 of the default model (issue #12): the wider mlp (200x200x200) iterated to self-consistency on
+# stage 2's 417 structures and targets (config data/train/pbe_hse06_water_wide.yaml), then evaluated held
+# out like stage 2. Needs RECIPE_STAGE2.sh's outputs (the unpacked targets, labels/default_model_thermal).
+# Resumable; committed checkpoints (data/train/checkpoints/) are copied into labels/ first, so a new
+# machine computes only what is missing.
+# Cost on 2 idle cores (measured 2026-12-05): the wide net from scratch at stage 2's iteration-2 density
+# 30 min (fixed_density_study.py; needs that iteration's base store, i.e. RECIPE_STAGE2.sh run without
+# the committed checkpoints), per iteration an SCF pass with forces on 417 structures (~40 min; 41.5 min
+# for iteration 0, warm-started from stage 2's last pass where it is stored) + ~5 min of training;
+# held-out evaluation ~40 min.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ -f .venv/bin/activate ] && . .venv/bin/activate
+export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
+cp -rn data/train/checkpoints/. labels/
+# 1. the init model: the fixed-density study's 1000-epoch 200x3 net (reused when its model is there)
+python data/train/fixed_density_study.py --variants "scratch, mlp 200x3, 1000 epochs"
+# 2. iterate from it
+deepks-es iterate data/train/pbe_hse06_water_wide.yaml --no-progress
+# 3. held out, self-consistent with forces, against HSE06-DF (the PBE base store: RECIPE_STAGE2.sh step 3)
+deepks-es eval labels/default_model_wide/iter.01/model.pt labels/hse06_thermal_heldout_df.h5 \
+  --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_wide1 --no-progress
