@@ -25,7 +25,9 @@ shell n major, then the eigenvalue index (ascending) or the power k.
 
 :class:`PdmIrreps` instead decomposes each atom's *full* projected density matrix (``blocks="atom"``: all
 shells l <= lmax, all radial pairs, couplings included) into irreducible representations of O(3) for the
-equivariant model (see its docstring for the irreps and their count).
+equivariant model (see its docstring for the irreps and their count), and its invariants (scalars and
+squared norms of every channel, :meth:`PdmIrreps.invariants`) for the ``mlp_coupled`` model: invariants
+that keep the couplings between radial shells and angular channels that the per-shell reductions drop.
 """
 
 from __future__ import annotations
@@ -167,3 +169,27 @@ class PdmIrreps(torch.nn.Module):
                 parts[(l1, l2, l3)] = xl.flatten(-3, -2) if l1 != l2 else xl
         out = [torch.cat([parts[c] for c in chunk], dim=-2).flatten(-2) for _, chunk in self.order]
         return torch.cat(out, dim=-1)
+
+    def invariants(self, x: torch.Tensor) -> torch.Tensor:
+        """Rotation- and inversion-invariant reduction of features x (..., irreps_out.dim): every 0e
+        channel as it is, every other channel c as its squared norm sum_m x_cm^2 (smooth, unlike the norm).
+        Returns (..., irreps_out.num_irreps): 1386 values per atom for the default projector."""
+        out = []
+        for (mul, ir), sl in zip(self.irreps_out, self.irreps_out.slices()):
+            c = x[..., sl].unflatten(-1, (mul, ir.dim))
+            out.append(c[..., 0] if ir.l == 0 else c.pow(2).sum(-1))
+        return torch.cat(out, dim=-1)
+
+
+def shell_blocks(pdm: list, nrad: int, lmax: int) -> list:
+    """The per-shell blocks (list over l of (..., natm, nrad, 2l+1, 2l+1), the ``blocks="shell"`` layout)
+    on the diagonal of full per-atom blocks [(..., natm, 1, nproj, nproj)], projectors ordered (l, n, m)."""
+    (p,) = pdm
+    out, start = [], 0
+    for l in range(lmax + 1):
+        d = 2 * l + 1
+        sub = p[..., 0, start : start + nrad * d, start : start + nrad * d].unflatten(-1, (nrad, d))
+        sub = sub.unflatten(-3, (nrad, d)).diagonal(dim1=-4, dim2=-2)  # (..., natm, m1, m2, n)
+        out.append(sub.movedim(-1, -3))
+        start += nrad * d
+    return out

@@ -197,7 +197,7 @@ class AtomMLPModel(CorrectionModel):
         self.hidden = [int(h) for h in hidden]
         self.activation = activation
         act = {"silu": nn.SiLU, "tanh": nn.Tanh}[activation]
-        nelem, ndesc = len(self.elements), self.projector.nproj
+        nelem, ndesc = len(self.elements), self._setup_descriptor()
         self._init_input_stats(ndesc)
         self.e_shift = nn.Parameter(torch.zeros(nelem, dtype=torch.float64))
         self.linear = nn.Parameter(torch.zeros(nelem, ndesc, dtype=torch.float64))
@@ -219,6 +219,10 @@ class AtomMLPModel(CorrectionModel):
             "activation": self.activation,
         }
 
+    def _setup_descriptor(self) -> int:
+        """Build what :meth:`make_descriptor` needs; returns the descriptor length per atom."""
+        return self.projector.nproj
+
     def make_descriptor(self, pdm: list) -> torch.Tensor:
         """Invariant descriptor (..., natm, nproj) of the shell blocks, list over l of
         (..., natm, nrad, 2l+1, 2l+1) (:func:`deepks_es.descriptor.make_descriptor`)."""
@@ -234,6 +238,49 @@ class AtomMLPModel(CorrectionModel):
     def forward(self, descriptor: torch.Tensor, elem_index: torch.Tensor) -> torch.Tensor:
         """e_delta (Eh): descriptor (..., natm, ndesc), elem_index (natm,) -> (...)."""
         return self.atom_energies(descriptor, elem_index).sum(-1)
+
+
+@register_model("mlp_coupled")
+class CoupledMLPModel(AtomMLPModel):
+    """The per-atom MLP of :class:`AtomMLPModel` on invariants of each atom's *full* projected density block
+    (``blocks="atom"``), which keep the couplings between radial shells and between angular channels:
+
+        x = [tr(P_nl^k) (the mlp's power traces), scalars and squared norms of the irreps of the full block]
+
+    (:class:`deepks_es.descriptor.PdmIrreps` and its :meth:`~deepks_es.descriptor.PdmIrreps.invariants`;
+    108 + 1386 = 1494 values per atom for the default projector). The scalars include the inter-shell
+    traces sum_m P(n l m, n' l m); the squared norms are quadratic in P, so e_delta stays a smooth function
+    of the density as with power traces. No messages between atoms.
+
+    Args:
+        elements, projector, hidden, activation: as :class:`AtomMLPModel` (``blocks`` is set to ``"atom"``).
+
+    Raises:
+        DeePKSInputError: for an invalid projector, hidden or activation.
+    """
+
+    blocks = "atom"
+
+    def __init__(self, elements, projector=None, hidden=(100, 100, 100), activation="silu"):
+        super().__init__(elements, projector, "power_traces", hidden, activation)
+
+    def _setup_descriptor(self) -> int:
+        from .descriptor import PdmIrreps
+
+        self.irreps = PdmIrreps(self.projector)
+        return self.projector.nproj + self.irreps.irreps_out.num_irreps
+
+    def init_args(self) -> dict:
+        return {k: v for k, v in super().init_args().items() if k != "descriptor"}
+
+    def make_descriptor(self, pdm: list) -> torch.Tensor:
+        """Invariants (..., natm, 1494) of the full blocks [(..., natm, 1, nproj, nproj)]: the power traces
+        of the shell blocks on their diagonal, then :meth:`PdmIrreps.invariants` of the whole block."""
+        from .descriptor import shell_blocks
+
+        p = self.projector
+        traces = make_descriptor(shell_blocks(pdm, p.nrad, p.lmax), "power_traces")
+        return torch.cat([traces, self.irreps.invariants(self.irreps(pdm))], dim=-1)
 
 
 #: hidden irreps of the default e3 model: every irrep type the full blocks have, l <= 4, both parities

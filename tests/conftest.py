@@ -23,13 +23,13 @@ def water_mol(name: str, basis: str = "cc-pVDZ"):
 
 
 #: model kinds every physics test runs on
-KINDS = ("mlp", "e3")
+KINDS = ("mlp", "mlp_coupled", "e3")
 
 
 def random_model(seed: int = 0, scale: float = 0.01, kind: str = "mlp", **kwargs):
     """A production-architecture model (H, O) of ``kind`` with small random weights: a non-zero correction.
 
-    ``mlp``: every weight N(0, scale^2). ``e3``: e3nn's own initialisation (its layers normalise their
+    ``mlp``, ``mlp_coupled``: every weight N(0, scale^2). ``e3``: e3nn's own initialisation (its layers normalise their
     paths, weights of order 1 are their scale) with the zero-initialised read-out drawn N(0, (10 scale)^2)
     and e_shift N(0, scale^2), which gives a v_delta of the same size as the mlp's (~4e-3 Eh).
     """
@@ -38,7 +38,7 @@ def random_model(seed: int = 0, scale: float = 0.01, kind: str = "mlp", **kwargs
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if kind == "mlp" or name in ("e_shift", "readout.weight"):
+            if kind != "e3" or name in ("e_shift", "readout.weight"):
                 p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale * (10 if "readout" in name else 1))
     return model
 

@@ -94,3 +94,44 @@ def test_model_is_float64_and_batched():
     e = model(d, torch.tensor([1, 0, 0]))
     assert e.shape == (4,) and e.dtype == torch.float64
     np.testing.assert_allclose(e[2].item(), model(d[2], torch.tensor([1, 0, 0])).item(), rtol=1e-14)
+
+
+def test_coupled_invariants_rotation_inversion_permutation():
+    """The ``mlp_coupled`` descriptor (power traces + scalars and squared norms of the full block's irreps)
+    is unchanged by a rotation, an inversion through the centre and a permutation (it permutes with the
+    atoms), and its first 108 values are the ``mlp`` model's power traces of the same density."""
+    mol = water_mol("6PR")
+    coupled = DeePKSCorrection(mol, random_model(kind="mlp_coupled"))
+    desc = coupled.make_descriptor(minao_dm(mol))
+    assert desc.shape == (18, 1494)
+    shell = DeePKSCorrection(mol, random_model()).make_descriptor(minao_dm(mol))
+    np.testing.assert_allclose(desc[:, :108], shell, atol=1e-12, rtol=0)
+    centre = mol.atom_coords().mean(0)
+    for seed, sign in ((0, 1), (1, 1), (2, -1)):  # the last: rotation times inversion
+        rot = sign * Rotation.random(random_state=seed).as_matrix()
+        rmol = moved_mol(mol, coords=(mol.atom_coords() - centre) @ rot.T)
+        rdesc = DeePKSCorrection(rmol, coupled.model).make_descriptor(minao_dm(rmol))
+        np.testing.assert_allclose(rdesc, desc, atol=1e-10, rtol=0)
+    order = list(range(3, 18)) + [0, 2, 1]
+    pmol = moved_mol(mol, order=order)
+    pdesc = DeePKSCorrection(pmol, coupled.model).make_descriptor(minao_dm(pmol))
+    np.testing.assert_allclose(pdesc, desc[order], atol=1e-10, rtol=0)
+
+
+def test_coupled_invariants_see_inter_shell_couplings():
+    """A density change only between two radial s shells of one atom leaves every per-shell power trace
+    as it is and moves the ``mlp_coupled`` invariants (their inter-shell scalar sum_m P(n l m, n' l m))."""
+    from deepks_es.model import build_model
+
+    model = build_model("mlp_coupled", elements=[1, 8])
+    nproj = model.projector.nproj
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, nproj, nproj))
+    p = torch.from_numpy(a @ a.transpose(0, 2, 1) / nproj)[:, None]  # (natm, 1, nproj, nproj)
+    q = p.clone()
+    q[0, 0, 0, 1] += 0.05  # s shells n = 0 and 1 of atom 0: projectors 0 and 1
+    q[0, 0, 1, 0] += 0.05
+    d_p, d_q = model.make_descriptor([p]), model.make_descriptor([q])
+    np.testing.assert_allclose(d_q[:, :108], d_p[:, :108], atol=1e-14, rtol=0)
+    assert (d_q[0, 108:] - d_p[0, 108:]).abs().max() > 1e-3
+    np.testing.assert_allclose(d_q[1], d_p[1], atol=0, rtol=0)

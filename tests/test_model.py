@@ -16,15 +16,17 @@ def test_registry_and_unknown_kind():
         build_model("nope")
 
 
-def test_round_trip_weights_only(tmp_path):
-    model = random_model(seed=5, hidden=(16, 8))
+@pytest.mark.parametrize("kind, ndesc", [("mlp", 108), ("mlp_coupled", 1494)])
+def test_round_trip_weights_only(tmp_path, kind, ndesc):
+    model = random_model(seed=5, kind=kind, hidden=(16, 8))
     path = tmp_path / "m.pt"
     sha = save_model(model, path, basis="cc-pVDZ", xc="PBE", trained=True, description="test")
     raw = torch.load(path, weights_only=True)  # plain types only: no code runs from a model file
     assert raw["sha256"] == sha and raw["init_args"]["hidden"] == [16, 8]
     loaded = load_model(path)
+    assert loaded.kind == kind and loaded.projector == model.projector
     assert loaded.settings == {"basis": "cc-pVDZ", "xc": "PBE", "trained": True, "description": "test", "sha256": sha}
-    d = torch.rand(5, 108, dtype=torch.float64)
+    d = torch.rand(5, ndesc, dtype=torch.float64)
     idx = torch.tensor([1, 0, 0, 1, 0])
     assert torch.equal(model(d, idx), loaded(d, idx))
 

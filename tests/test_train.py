@@ -169,7 +169,7 @@ def test_pbe_base_has_no_correction(stores):
         np.testing.assert_array_equal(f.f_rest, records[f.name]["forces"])
 
 
-@pytest.mark.parametrize("kind, skip_core", [("mlp", False), ("mlp", True), ("e3", False)])
+@pytest.mark.parametrize("kind, skip_core", [("mlp", False), ("mlp", True), ("mlp_coupled", False), ("e3", False)])
 @pytest.mark.parametrize("term", TERMS)
 def test_loss_gradient_finite_difference(stores, term, kind, skip_core):
     """d loss / d theta along a random parameter direction vs central differences (h = 1e-5)."""
