@@ -46,6 +46,7 @@ VARIANTS = {
     "warm, lr x11 (1e-3)": (True, None, LOSSES, {**WARM, "lr": 1e-3, "lr_final": 1e-5}),
     "scratch, mlp 100x3": (False, {"kind": "mlp", "hidden": [100, 100, 100]}, LOSSES, SCRATCH),
     "scratch, mlp 200x3": (False, {"kind": "mlp", "hidden": [200, 200, 200]}, LOSSES, SCRATCH),
+    "scratch, mlp_coupled 200x3": (False, {"kind": "mlp_coupled", "hidden": [200, 200, 200]}, LOSSES, SCRATCH),
     "scratch, mlp 200x3, 1000 epochs": (
         False,
         {"kind": "mlp", "hidden": [200, 200, 200]},
