@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import random_model, water_mol
+from conftest import WATER, random_model, water_mol
 
 from deepks_es import DeePKSInputError, attach, build_model, load_model, save_model
 from deepks_es.calc import build_scf
@@ -147,10 +147,11 @@ def test_public_api_and_named_models():
         assert name in deepks_es.__all__ and callable(getattr(deepks_es, name))
     assert model_path("default") == deepks_es.default_model_path() and set(MODEL_NAMES) >= {"default", "e3", "ccsdt"}
     assert load_model("e3").kind == "e3" and load_model("default").settings["sha256"] == load_model().settings["sha256"]
-    # the CCSD(T) model: fine-tuned from the default one, its reference level inside the checkpoint
+    # the CCSD(T) model: fine-tuned from the stage-1 default model, its reference level inside the checkpoint
     ccsdt = load_model("ccsdt")
     reference = ccsdt.settings["training"]["reference"]
     assert reference["method"] == "ccsd(t)" and reference["frozen_core"] is False and ccsdt.settings["xc"] == "PBE"
-    assert ccsdt.init_args() == load_model("default").init_args()
+    stage1 = load_model(WATER.parent / "train" / "checkpoints" / "default_model" / "model.pt")
+    assert ccsdt.init_args() == stage1.init_args()
     with pytest.raises(DeePKSInputError, match="neither a file nor a shipped model"):
         load_model("ccsdt-not-shipped")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage 2 of the default model (issue #12), shipped as data/default_model.pt: the stage-1 model (RECIPE.sh)
+# Stage 2 of the default model (issue #12; shipped until stage 3, RECIPE_STAGE3.sh): the stage-1 model (RECIPE.sh)
 # iterated further on its own 345 structures plus the 72 thermal MD frames of 1-6 waters (config
 # data/train/pbe_hse06_water_thermal.yaml), then evaluated held out. Resumable: label stores and the
 # iterate workdir live under labels/ (git-ignored); rerun after a kill. A new machine starts from the
@@ -22,10 +22,9 @@ done
 # 2. the stage-1 model (RECIPE.sh's output) and the stage-2 iterations done so far
 cp -rn data/train/checkpoints/. labels/
 deepks-es iterate data/train/pbe_hse06_water_thermal.yaml --no-progress
-# the shipped model is model 2 (trained in iteration 2); iteration 3 made model 3, at the same errors
+# stage 2's result is model 2 (trained in iteration 2); iteration 3 made model 3, at the same errors
 # (README "Stage 2"), evaluated held out below and not shipped
 M=labels/default_model_thermal/iter.02/model.pt
-cp $M data/default_model.pt
 # 3. held out, self-consistent with forces, against HSE06-DF: the 32 thermal frames of 2-10 waters and the
 #    38 BEGDB clusters; SCF convergence on the 15 neutral WATER27 clusters, (H2O)1-20 (~40 min). PBE base
 #    stores first: unpacked from their archives where committed (pack them after a run: pack_labels.py
