@@ -17,9 +17,9 @@ dataclasses of :mod:`deepks_es.settings`)::
     model: {kind: mlp}           # the model kind and its arguments (defaults: the model class's, for mlp
                                  #   descriptor: power_traces, hidden: [100, 100, 100], activation: silu);
                                  #   replaced as a whole when given; the equivariant model:
-                                 #   {kind: e3, hidden: "16x0e+8x1o+8x1e+4x2o+8x2e+2x3o+2x3e+2x4e", layers: 2};
-                                 #   the mlp on invariants of the full blocks: {kind: mlp_coupled, hidden: [...]}
-                                 #   (its arguments: deepks_es.model.E3Model); checked by building one
+                                 #   {kind: e3, hidden: "16x0e+8x1o+8x1e+4x2o+8x2e+2x3o+2x3e+2x4e", layers: 2}
+                                 #   (its arguments: deepks_es.model.E3Model); the mlp on invariants of the
+                                 #   full blocks: {kind: mlp_coupled, hidden: [...]}; checked by building one
     basis: null                  # the AO basis: taken from the label stores; when given it must agree
     xc: null                     # the base functional: train takes it from the base store(s), iterate
                                  #   uses PBE; when given it must agree
