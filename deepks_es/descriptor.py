@@ -152,12 +152,9 @@ class PdmIrreps(torch.nn.Module):
                 f"PdmIrreps needs full per-atom blocks (..., natm, 1, {nproj}, {nproj}), got {tuple(p.shape)}"
             )
         p = (p[..., 0, :, :] + p[..., 0, :, :].transpose(-1, -2)) / 2
-        start = [self.nrad * l * l for l in range(self.lmax + 2)]
         parts = {}
         for l1, l2, outs in self.pairs:
-            sub = p[..., start[l1] : start[l1 + 1], start[l2] : start[l2 + 1]]
-            sub = sub.unflatten(-1, (self.nrad, 2 * l2 + 1)).unflatten(-3, (self.nrad, 2 * l1 + 1))
-            sub = sub.movedim(-3, -2)  # (..., natm, n1, n2, m1, m2)
+            sub = l_pair_block(p, self.nrad, l1, l2).movedim(-3, -2)  # (..., natm, n1, n2, m1, m2)
             x = torch.einsum("...ij,ijk->...k", sub, getattr(self, f"w_{l1}{l2}"))  # (..., natm, n1, n2, k)
             k0 = 0
             for l3 in outs:
@@ -185,11 +182,16 @@ def shell_blocks(pdm: list, nrad: int, lmax: int) -> list:
     """The per-shell blocks (list over l of (..., natm, nrad, 2l+1, 2l+1), the ``blocks="shell"`` layout)
     on the diagonal of full per-atom blocks [(..., natm, 1, nproj, nproj)], projectors ordered (l, n, m)."""
     (p,) = pdm
-    out, start = [], 0
-    for l in range(lmax + 1):
-        d = 2 * l + 1
-        sub = p[..., 0, start : start + nrad * d, start : start + nrad * d].unflatten(-1, (nrad, d))
-        sub = sub.unflatten(-3, (nrad, d)).diagonal(dim1=-4, dim2=-2)  # (..., natm, m1, m2, n)
-        out.append(sub.movedim(-1, -3))
-        start += nrad * d
-    return out
+    # (..., natm, n1, m1, n2, m2) -> n1 = n2: (..., natm, m1, m2, n) -> (..., natm, n, m1, m2)
+    return [
+        l_pair_block(p[..., 0, :, :], nrad, l, l).diagonal(dim1=-4, dim2=-2).movedim(-1, -3) for l in range(lmax + 1)
+    ]
+
+
+def l_pair_block(p: torch.Tensor, nrad: int, l1: int, l2: int) -> torch.Tensor:
+    """The (l1, l2) block (..., nrad, 2 l1 + 1, nrad, 2 l2 + 1) of per-atom projected blocks p (..., nproj,
+    nproj), projectors ordered (l, n, m) as :class:`deepks_es.projector.ProjectorBasis` builds them (l starts at
+    nrad l^2)."""
+    s1, s2 = nrad * l1 * l1, nrad * l2 * l2
+    sub = p[..., s1 : s1 + nrad * (2 * l1 + 1), s2 : s2 + nrad * (2 * l2 + 1)]
+    return sub.unflatten(-1, (nrad, 2 * l2 + 1)).unflatten(-3, (nrad, 2 * l1 + 1))
