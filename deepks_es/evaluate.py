@@ -4,7 +4,9 @@ target label store, as a table and PNG plots.
 The model's SCF (with forces) and, unless ``--base`` gives a store, the plain base functional's run on
 every converged structure of the target store through the batch labeller, into resumable stores in the
 output folder. Errors (:func:`deepks_es.workflow.scf_errors`): total-energy MAE per cluster, force RMSE,
-valence orbital-energy RMSE (occupied without the 1s cores, plus the LUMO), gap MAE, 1s core-level MAE,
+valence orbital-energy RMSE (occupied without the 1s cores, plus the LUMO) and two of its parts (the mean
+signed error of the occupied valence levels, which a common shift of them all shows as, and the LUMO MAE),
+gap MAE, 1s core-level MAE,
 the SCF convergence rate, the mean number of SCF cycles and the most cycles the model needs beyond the base
 functional on one structure.
 
@@ -37,6 +39,8 @@ COLUMNS = [
     ("energy_mae_kcal", "E MAE (kcal/mol)", "{:.3f}"),
     ("force_rmse_ev_ang", "F RMSE (eV/Å)", "{:.4f}"),
     ("eig_rmse_ev", "valence eig RMSE (eV)", "{:.4f}"),
+    ("occ_shift_ev", "occupied valence mean error (eV)", "{:+.4f}"),
+    ("lumo_mae_ev", "LUMO MAE (eV)", "{:.4f}"),
     ("gap_mae_ev", "gap MAE (eV)", "{:.4f}"),
     ("core_mae_ev", "O 1s MAE (eV)", "{:.3f}"),
     ("cycles_mean", "SCF cycles (mean)", "{:.1f}"),

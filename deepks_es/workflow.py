@@ -155,10 +155,11 @@ def scf_errors(records: list, targets: dict, n_virt: int = 1) -> dict:
 
     Returns:
         frames, ``energy_mae_kcal`` (per cluster), ``force_rmse_ev_ang``, ``eig_rmse_ev`` (valence: occupied
-        without the 1s cores, plus n_virt virtuals), ``gap_mae_ev``, ``core_mae_ev`` (1s core levels);
-        keys without data are left out.
+        without the 1s cores, plus n_virt virtuals), ``occ_shift_ev`` (mean signed error of the valence
+        occupied levels: a common shift of them all shows here, not in the gap), ``lumo_mae_ev``,
+        ``gap_mae_ev``, ``core_mae_ev`` (1s core levels); keys without data are left out.
     """
-    de, df, deig, dgap, dcore = [], [], [], [], []
+    de, df, deig, docc, dlumo, dgap, dcore = [], [], [], [], [], [], []
     for rec in records:
         t = targets.get(geometry_key(rec))
         if t is None:
@@ -171,6 +172,8 @@ def scf_errors(records: list, targets: dict, n_virt: int = 1) -> dict:
             nocc = valence.stop - n_virt
             e, et = rec["mo_energy"], t["mo_energy"]
             deig.append((e - et)[valence])
+            docc.append((e - et)[valence.start : nocc])
+            dlumo.append(e[nocc] - et[nocc])
             dcore.append((e - et)[: valence.start])
             dgap.append((e[nocc] - e[nocc - 1]) - (et[nocc] - et[nocc - 1]))
     out = {"frames": len(de)}
@@ -181,6 +184,8 @@ def scf_errors(records: list, targets: dict, n_virt: int = 1) -> dict:
         out["force_rmse_ev_ang"] = float(np.sqrt(np.mean(np.concatenate(df) ** 2)) * EV_PER_ANG_PER_AU)
     if deig:
         out["eig_rmse_ev"] = float(np.sqrt(np.mean(np.concatenate(deig) ** 2)) * HARTREE2EV)
+        out["occ_shift_ev"] = float(np.concatenate(docc).mean() * HARTREE2EV)
+        out["lumo_mae_ev"] = float(np.abs(dlumo).mean() * HARTREE2EV)
         out["gap_mae_ev"] = float(np.abs(dgap).mean() * HARTREE2EV)
         core = np.concatenate(dcore)
         if core.size:
@@ -323,11 +328,12 @@ def iteration_table(workdir) -> str:
     """Markdown table of an iterate run from its ``iter.kk/report.json``: per iteration the SCF model,
     frames, convergence, mean SCF cycles, and the self-consistent errors on the training structures
     (E MAE per cluster, mean signed energy error per water over all frames, F RMSE, valence + n_virt
-    orbital energy RMSE, gap MAE) and the SCF pass's time (the sum of its frames' wall times, so a pass
+    orbital energy RMSE, the occupied valence levels' mean signed error, gap MAE) and the SCF pass's time (the sum of its frames' wall times, so a pass
     resumed after a kill counts its earlier part too)."""
     head = (
         "| iteration | SCF with | frames | SCF conv. | cycles (mean) | E MAE (kcal/mol) | E error per water "
-        "(kcal/mol) | F RMSE (eV/Å) | valence eig RMSE (eV) | gap MAE (eV) | SCF pass (min) |"
+        "(kcal/mol) | F RMSE (eV/Å) | valence eig RMSE (eV) | occupied valence mean error (eV) | gap MAE (eV) | "
+        "SCF pass (min) |"
     )
     lines = [head, "|---" * head.count(" | ") + "|---|"]
     for path in sorted(Path(workdir).glob("iter.*/report.json")):
@@ -352,6 +358,7 @@ def iteration_table(workdir) -> str:
                     cell(per_water, "+.3f"),
                     cell(e.get("force_rmse_ev_ang"), ".4f"),
                     cell(e.get("eig_rmse_ev"), ".4f"),
+                    cell(e.get("occ_shift_ev"), "+.4f"),
                     cell(e.get("gap_mae_ev"), ".4f"),
                     cell(r.get("scf_wall_s", 0) / 60, ".1f"),
                 ]

@@ -455,6 +455,33 @@ def test_errors_by_size_per_water():
     assert "| 2 | 2 | 0.400 | -0.200 ± 0.050 |" in size_table(sizes)
 
 
+def test_orbital_errors_split_into_shift_and_lumo():
+    """scf_errors on hand-made water dimers (2 O 1s cores, 8 valence occupied, 2 virtuals; eV chosen): a
+    common shift of the occupied valence levels reads as occ_shift_ev and moves the gap, a LUMO error reads
+    as lumo_mae_ev, and the cores enter neither."""
+    from pyscf.data.nist import HARTREE2EV
+
+    from deepks_es.store import geometry_key
+    from deepks_es.workflow import scf_errors
+
+    def record(x, d_core=0.0, d_occ=0.0, d_lumo=0.0):
+        coords = np.array([[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0], [2.9, 0, 0], [3.3, 0.8, 0], [3.3, -0.8, 0]])
+        mo_energy = np.linspace(-20.0, 1.0, 12) + np.r_[[d_core] * 2, [d_occ] * 8, d_lumo, 0.0] / HARTREE2EV
+        mo_occ = np.r_[np.full(10, 2.0), 0.0, 0.0]
+        numbers = np.tile([8, 1, 1], 2)
+        geometry = {"numbers": numbers, "positions_ang": coords + x, "charge": 0, "multiplicity": 1}
+        return {**geometry, "e_tot": 0.0, "mo_energy": mo_energy, "mo_occ": mo_occ}
+
+    targets = [record(0.0), record(0.1)]
+    by_key = {geometry_key(t): t for t in targets}
+    shifted = [record(0.0, d_core=0.5, d_occ=0.05, d_lumo=0.2), record(0.1, d_core=0.5, d_occ=0.05, d_lumo=-0.1)]
+    errors = scf_errors(shifted, by_key)
+    assert errors["occ_shift_ev"] == pytest.approx(0.05) and errors["lumo_mae_ev"] == pytest.approx(0.15)
+    assert errors["gap_mae_ev"] == pytest.approx((0.15 + 0.15) / 2)  # LUMO - HOMO error: 0.2 - 0.05, -0.1 - 0.05
+    assert errors["eig_rmse_ev"] == pytest.approx(np.sqrt((16 * 0.05**2 + 0.2**2 + 0.1**2) / 18))
+    assert errors["core_mae_ev"] == pytest.approx(0.5)
+
+
 def test_training_keeps_the_best_logged_weights(stores):
     """With a step size that makes the loss jump, the model left behind is the logged epoch of lowest loss,
     not the last one."""
