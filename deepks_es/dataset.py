@@ -19,7 +19,17 @@ JCTC 17, 170 (2021), Eqs. 2-9; DeePKS-ES, Liang et al., arXiv 2503.24050, Sec. 2
                  orthonormality (Pulay) term -tr(W dS/dR), since W = D (fock_base + v_delta) D / 2 at SCF)
 
 where ``e_base``, ``fock_base`` and ``f_rest`` are the record's energy, Fock matrix and forces with the
-correction of the model that produced the record taken out. ``f_rest`` is then the base functional's force
+correction of the model that produced the record taken out.
+
+The orbital energies at fixed D miss how the levels move when the retrained model's SCF relaxes the
+density (a common shift of the occupied levels, screened by the Hartree and XC response). With
+``level_response`` (losses.level_response; base stores labelled with ``--save-response``) the mean of the
+valence occupied levels and the LUMO get their first-order self-consistent change on top,
+
+    eps_occ += tr(Z_occ dV),  eps_lumo += tr(Z_lumo dV),  dV = v_delta(theta) - v_delta(base model)
+
+(:func:`deepks_es.scf.level_response`), so the eigenvalue and gap terms fit the levels the model gives
+self-consistently, to first order in its change. ``f_rest`` is then the base functional's force
 at D with its own energy-weighted density (checked against PySCF in tests/test_train.py).
 
 Memory per frame (float64): nao^2 matrices (dm, Fock matrices, overlap transforms, target orbitals) and
@@ -103,6 +113,9 @@ class FrameData:
         nocc: doubly occupied orbitals.
         target: ``e_tot`` (Eh) and, or None, ``forces`` (natm, 3) Eh/bohr, ``mo_energy`` (nmo,) Eh,
             ``fock`` (nao, nao) Eh, ``mo_coeff`` (nao, nmo).
+        level_response: (2, nao, nao) Z of the valence occupied mean and the LUMO, or None (not asked for).
+        v_delta_base: (nao, nao) Eh, the base model's v_delta at D (zero for a pbe base), with
+            ``level_response``.
     """
 
     key: str
@@ -120,6 +133,8 @@ class FrameData:
     f_rest: np.ndarray
     nocc: int
     target: dict = field(default_factory=dict)
+    level_response: np.ndarray | None = None
+    v_delta_base: np.ndarray | None = None
 
     def get_integrals(self) -> dict:
         """The cached integrals, or freshly computed ones (not kept) for a large frame."""
@@ -129,6 +144,7 @@ class FrameData:
 def frame_nbytes(frame: FrameData) -> int:
     """Bytes kept by one :class:`FrameData` (its arrays, cached integrals included)."""
     arrays = [frame.dm, frame.x_orth, frame.fock_base, frame.f_rest, frame.integrals, frame.target]
+    arrays += [frame.level_response, frame.v_delta_base]
     return sum(_nbytes(a) for a in arrays)
 
 
@@ -167,7 +183,9 @@ def _model_terms(model, mol, dm, integrals: dict, ao_atom):
     return e_delta, v_delta, grad_delta(gpdm, v_delta, dm, c, ip, ip_ao, ao_atom)
 
 
-def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=None) -> FrameData:
+def make_frame_data(
+    base: dict, target: dict, basis: str, projector, base_model=None, level_response: bool = False
+) -> FrameData:
     """Pair a base record (with dm, fock, ovlp and forces) and a target record of the same structure.
 
     Args:
@@ -176,9 +194,10 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
         basis: the AO basis of the base record.
         projector: the :class:`~deepks_es.projector.ProjectorBasis` of the model to be trained.
         base_model: the correction model the base record was computed with (None for plain PBE).
+        level_response: keep the record's ``level_response`` for self-consistent orbital levels.
 
     Raises:
-        DeePKSInputError: the base record lacks forces or matrices.
+        DeePKSInputError: the base record lacks forces or matrices, or ``level_response`` when asked for.
     """
     if base.get("dm") is None or base.get("fock") is None or base.get("forces") is None:
         raise DeePKSInputError(
@@ -189,7 +208,13 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
     integrals = frame_integrals(mol, projector)
     atoms = ao_atom(mol)
     dm = np.asarray(base["dm"])
+    if level_response and base.get("level_response") is None:
+        raise DeePKSInputError(
+            f"base record {base['name']} has no level_response (losses.level_response); label the base with "
+            "--save-response, or set losses.level_response: false"
+        )
     e_base, fock_base, f_rest = base["e_tot"], np.asarray(base["fock"]), np.asarray(base["forces"])
+    v_delta = np.zeros_like(fock_base)
     if base_model is not None:
         e_delta, v_delta, de = _model_terms(base_model, mol, dm, integrals, atoms)
         e_base, fock_base, f_rest = e_base - e_delta, fock_base - v_delta, f_rest + de
@@ -211,6 +236,8 @@ def make_frame_data(base: dict, target: dict, basis: str, projector, base_model=
         f_rest=f_rest,
         nocc=int((np.asarray(base["mo_occ"]) > 0).sum()),
         target={k: target.get(k) for k in keep},
+        level_response=np.asarray(base["level_response"]) if level_response else None,
+        v_delta_base=v_delta if level_response else None,
     )
 
 
@@ -233,7 +260,9 @@ def target_records(store, matrices: bool = False) -> list:
     return records
 
 
-def load_frames(base_store, target_stores, base_model=None, keys=None, projector=None) -> tuple[list, list]:
+def load_frames(
+    base_store, target_stores, base_model=None, keys=None, projector=None, level_response: bool = False
+) -> tuple[list, list]:
     """Training frames from a base store and target store(s) (records paired by structure).
 
     Args:
@@ -245,13 +274,15 @@ def load_frames(base_store, target_stores, base_model=None, keys=None, projector
         keys: optional set of :func:`geometry_key` values to keep.
         projector: :class:`~deepks_es.projector.ProjectorBasis` of the model to be trained; default the base
             model's, or :class:`ProjectorBasis()` for a pbe base.
+        level_response: pair each frame with its base record's ``level_response`` (losses.level_response).
 
     Returns:
         (frames, skipped): :class:`FrameData` list sorted by (source, name), and the names of base records
         with no converged target record.
 
     Raises:
-        DeePKSInputError: a base store of another method, a model hash that differs from the base store's.
+        DeePKSInputError: a base store of another method, a model hash that differs from the base store's,
+            a base record without ``level_response`` when it is asked for.
     """
     if not isinstance(target_stores, (list, tuple)):
         target_stores = [target_stores]
@@ -261,13 +292,13 @@ def load_frames(base_store, target_stores, base_model=None, keys=None, projector
     frames, skipped = [], []
     for store in base_store if isinstance(base_store, (list, tuple)) else [base_store]:
         store = store if isinstance(store, LabelStore) else LabelStore(store)
-        f, s = _pair_base(store, targets, base_model, keys, projector)
+        f, s = _pair_base(store, targets, base_model, keys, projector, level_response)
         frames += f
         skipped += s
     return frames, skipped
 
 
-def _pair_base(base_store: LabelStore, targets: dict, base_model, keys, projector) -> tuple[list, list]:
+def _pair_base(base_store: LabelStore, targets: dict, base_model, keys, projector, level_response) -> tuple:
     """:func:`load_frames` for one base store against target records by geometry key."""
     meta = base_store.metadata
     if meta["method"] not in ("pbe", "deepks"):
@@ -289,7 +320,7 @@ def _pair_base(base_store: LabelStore, targets: dict, base_model, keys, projecto
         if target is None:
             skipped.append(rec["name"])
             continue
-        frames.append(make_frame_data(rec, target, meta["basis"], projector, base_model))
+        frames.append(make_frame_data(rec, target, meta["basis"], projector, base_model, level_response))
     return frames, skipped
 
 
@@ -313,6 +344,8 @@ class Batch:
     nocc: int
     ncore: int
     target: dict
+    level_response: torch.Tensor | None = None
+    v_delta_base: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -359,6 +392,7 @@ def make_batches(frames: list, batch_size: int) -> list:
                         width = min(np.shape(a)[-1] for a in arrays)
                         arrays = [np.asarray(a)[..., :width] for a in arrays]
                     target[k] = _stack(arrays)
+            sc = all(f.level_response is not None for f in chunk)
             batches.append(
                 Batch(
                     names=[f.name for f in chunk],
@@ -375,6 +409,8 @@ def make_batches(frames: list, batch_size: int) -> list:
                     nocc=f0.nocc,
                     ncore=core_orbitals(f0.numbers),
                     target=target,
+                    level_response=_stack([f.level_response for f in chunk]) if sc else None,
+                    v_delta_base=_stack([f.v_delta_base for f in chunk]) if sc else None,
                 )
             )
     return batches
@@ -392,7 +428,9 @@ def predict(model, batch: Batch, create_graph: bool = True, outputs=PREDICTIONS)
     Returns:
         dict of torch tensors: ``e_tot`` (B,) Eh, ``e_delta`` (B,) Eh, ``v_delta`` (B, nao, nao) Eh,
         ``fock`` (B, nao, nao) Eh, ``forces`` (B, natm, 3) Eh/bohr, ``mo_energy`` (B, nao) Eh (eigenvalues
-        of the corrected Fock matrix with the overlap, ascending). Differentiable in the model's parameters.
+        of the corrected Fock matrix with the overlap, ascending; with the batch's ``level_response``, the
+        valence occupied levels and the LUMO shifted by their first-order self-consistent change, see the
+        module docstring). Differentiable in the model's parameters.
 
     Raises:
         ValueError: an unknown name in ``outputs``.
@@ -417,4 +455,9 @@ def predict(model, batch: Batch, create_graph: bool = True, outputs=PREDICTIONS)
     if "mo_energy" in outputs:
         x = batch.x_orth
         out["mo_energy"] = torch.linalg.eigvalsh(x @ fock @ x)
+        if batch.level_response is not None:
+            shift = torch.einsum("bxpq,bpq->bx", batch.level_response, v_delta - batch.v_delta_base)
+            i = torch.arange(out["mo_energy"].shape[-1])
+            occ, lumo = (i >= batch.ncore) & (i < batch.nocc), i == batch.nocc
+            out["mo_energy"] = out["mo_energy"] + occ * shift[:, :1] + lumo * shift[:, 1:]
     return out

@@ -47,8 +47,13 @@ RECORD_DATASETS = {
     "fock": ("float64", "(nao, nao)", "Eh"),
     "ovlp": ("float64", "(nao, nao)", ""),
     "mo_coeff": ("float64", "(nao, nmo)", ""),
+    # --save-response (training base stores): Z of the valence occupied levels' mean and of the LUMO
+    # (deepks_es.scf.level_response), AO basis, electrons
+    "level_response": ("float64", "(2, nao, nao)", ""),
 }
 MATRIX_KEYS = ("dm", "fock", "ovlp", "mo_coeff")
+#: datasets a store reads only when asked for matrices
+LARGE_KEYS = (*MATRIX_KEYS, "level_response")
 
 # ---- deepks-es scf --output x.json: one object per structure ------------------------------------
 #: name -> (shape, unit)

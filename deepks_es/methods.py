@@ -40,6 +40,8 @@ class LabelSpec:
         basis: AO basis.
         forces: compute analytic forces (for ccsd/ccsd(t): costly, see README "CCSD(T) labels").
         save_matrices: also return dm, fock, ovlp, mo_coeff (AO basis, Eh).
+        save_response: also return ``level_response`` (:func:`deepks_es.scf.level_response`: a CPKS
+            solve after the SCF) for training on self-consistent orbital levels (pbe and deepks only).
         model_paths: checkpoints for ``deepks`` (one, or several for a committee).
         model_sha256: their hashes, checked again when a worker loads them.
         scf: :class:`~deepks_es.settings.SCFSettings` (density fitting, grid, convergence, workers,
@@ -55,6 +57,7 @@ class LabelSpec:
     basis: str = DEFAULT_BASIS
     forces: bool = False
     save_matrices: bool = False
+    save_response: bool = False
     model_paths: list = field(default_factory=list)
     model_sha256: list = field(default_factory=list)
     scf: SCFSettings = field(default_factory=SCFSettings)
@@ -66,7 +69,8 @@ class LabelSpec:
     def outputs(self) -> set:
         """Record datasets this spec asks for beyond the energy and orbitals (what a stored record must
         have to be skipped on a rerun)."""
-        return ({"forces"} if self.forces else set()) | (set(MATRIX_KEYS) if self.save_matrices else set())
+        out = ({"forces"} if self.forces else set()) | (set(MATRIX_KEYS) if self.save_matrices else set())
+        return out | ({"level_response"} if self.save_response else set())
 
     def validate(self, name=flag) -> LabelSpec:
         """Check the combination and settings and load every model once (hash check, basis and base
@@ -89,6 +93,10 @@ class LabelSpec:
             raise DeePKSInputError(f"--frozen-core is for ccsd and ccsd(t), not --method {self.method}")
         if self.method in CC_METHODS and self.save_matrices:
             raise DeePKSInputError(f"--method {self.method} has no Kohn-Sham matrices; drop --save-matrices")
+        if self.save_response and self.method not in ("pbe", "deepks"):
+            raise DeePKSInputError(
+                f"--save-response is for training base stores (--method pbe or deepks), not --method {self.method}"
+            )
         if self.method != "deepks" and self.model_paths:
             raise DeePKSInputError(f"--model is only used with --method deepks, not {self.method}")
         if self.method == "deepks":
@@ -153,6 +161,12 @@ def _dft_record(mol, spec: LabelSpec, xc: str, model=None, dm0=None) -> dict:
     if spec.save_matrices:
         mf = res["mf"]
         rec.update(dm=mf.make_rdm1(), fock=mf.get_fock(), ovlp=mf.get_ovlp(), mo_coeff=np.asarray(mf.mo_coeff))
+    if spec.save_response:
+        from pyscf.data.elements import chemcore
+
+        from .scf import level_response
+
+        rec["level_response"] = level_response(res["mf"], chemcore(mol))
     return rec
 
 

@@ -249,6 +249,8 @@ class SCFWithDeePKS(_DeePKS):
         stability): the base functional's plus the correction's, :meth:`DeePKSCorrection.make_response` at
         the current density. The correction depends on the total density only, so a triplet response
         (``singlet=False``) has no correction part."""
+        from pyscf.scf import _response_functions  # noqa: F401  (PySCF attaches gen_response on import)
+
         vind = super().gen_response(mo_coeff, mo_occ, singlet, *args, **kwargs)
         if singlet is False:
             return vind
@@ -371,3 +373,58 @@ def run_scf(mf, dm0=None, ladder: bool = True):
             mf = one(mf, name, dm)
     mf.scf_attempts = attempts
     return mf
+
+
+def level_response(mf, ncore: int, tol: float = 1e-8) -> np.ndarray:
+    """Density responses that give the first-order self-consistent shift of two orbital levels when the
+    correction potential changes (a retrained model at the same base density, DeePKS-ES iterate).
+
+    For a converged restricted SCF (PBE, or PBE + a correction) and a change dV of its potential, the
+    self-consistent level i moves by d eps_i = <i|dV|i> + <i|K dD|i> to first order, where dD is the
+    self-consistent (CPKS) density response to dV and K = d fock / d dm (``mf.gen_response``: Hartree,
+    XC kernel and the correction's own response). K and the Kohn-Sham response are symmetric, so the
+    second term equals tr(Z dV) with Z the self-consistent density response to the potential K[e_i],
+    e_i = c_i c_i^T (an adjoint, one CPKS solve per level instead of one per model parameter). The levels:
+
+        0: the mean of the valence occupied levels (e = sum_{ncore <= i < nocc} c_i c_i^T / (nocc - ncore))
+        1: the LUMO
+
+    The first is a common shift of the occupied levels, which the fixed-density eigenvalue loss cannot
+    see and a self-consistent run of the retrained model shows (README, "Orbital energies").
+
+    Args:
+        mf: converged RKS/RHF (density-fitted or not, corrected or not).
+        ncore: chemical-core orbitals left out of level 0.
+        tol: CPKS convergence (PySCF's Krylov solver).
+
+    Returns:
+        Z (2, nao, nao), symmetric, in the convention of ``mf.make_rdm1`` (2 electrons per orbital); the
+        response part of d eps is ``np.einsum("xpq,pq->x", Z, dV)`` Eh for dV in Eh.
+
+    Raises:
+        ValueError: an unrestricted or open-shell ``mf``, or no valence occupied level.
+    """
+    from pyscf.scf import cphf
+
+    mo_coeff, mo_occ = np.asarray(mf.mo_coeff), np.asarray(mf.mo_occ)
+    if mo_coeff.ndim != 2 or not np.all(np.isin(mo_occ, (0.0, 2.0))):
+        raise ValueError("level_response needs a closed-shell restricted SCF (occupations 0 or 2)")
+    nocc = int(np.count_nonzero(mo_occ))
+    if not 0 <= ncore < nocc or nocc == len(mo_occ):
+        raise ValueError(f"level_response: ncore {ncore} must leave a valence occupied level and a LUMO")
+    orbo, orbv = mo_coeff[:, :nocc], mo_coeff[:, nocc:]
+    vresp = mf.gen_response(hermi=1)
+
+    def vo_density(x):  # (nset, nvir, nocc) orbital rotations -> symmetric density change, 2 e per orbital
+        dm = np.einsum("pa,xai,qi->xpq", orbv, 2 * x, orbo)
+        return dm + dm.transpose(0, 2, 1)
+
+    def fvind(x):
+        return np.einsum("xpq,pa,qi->xai", vresp(vo_density(x.reshape(-1, orbv.shape[1], nocc))), orbv, orbo)
+
+    valence, lumo = orbo[:, ncore:], mo_coeff[:, nocc]
+    levels = np.stack([valence @ valence.T / (nocc - ncore), np.outer(lumo, lumo)])
+    h1 = np.einsum("xpq,pa,qi->xai", vresp(levels), orbv, orbo)
+    # (e_a - e_i) u + fvind(u) = -h1: u_ai is the first-order rotation of occupied i into virtual a under h1
+    u = cphf.solve(fvind, mf.mo_energy, mo_occ, h1, max_cycle=100, tol=tol)[0]
+    return vo_density(u)

@@ -131,10 +131,16 @@ class LossSettings(_Settings):
     eigenvector: float = setting(0.1, NONNEGATIVE)
     n_virt: int = setting(1, POSITIVE_INT, "virtual orbitals in the eigenvalue/eigenvector terms")
     skip_core: bool = setting(False, BOOL, "leave the chemical cores out of the eigenvalue/eigenvector terms")
+    level_response: bool = setting(
+        False,
+        BOOL,
+        "eigenvalue and gap terms on the levels the retrained model gives self-consistently, to first order "
+        "(deepks_es.dataset; base stores labelled with --save-response, as iterate then labels them)",
+    )
 
     @property
     def weights(self) -> dict:
-        """Weight by term of :data:`deepks_es.losses.TERMS`."""
+        """Weight by term of :data:`deepks_es.losses.TERMS` (``level_response`` is not a term)."""
         from .losses import TERMS
 
         return {t: float(getattr(self, t)) for t in TERMS}

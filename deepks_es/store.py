@@ -47,7 +47,7 @@ import h5py
 import numpy as np
 
 from .errors import DeePKSInputError
-from .keys import MATRIX_KEYS, RECORD_ATTRS, RECORD_DATASETS
+from .keys import LARGE_KEYS, RECORD_ATTRS, RECORD_DATASETS
 
 FORMAT = "deepks-es-labels"
 FORMAT_VERSION = 1
@@ -373,7 +373,7 @@ class LabelStore:
     def _read_group(key: str, group, matrices: bool) -> dict:
         record = {"key": key, **{name: kind(group.attrs[name]) for name, (kind, _) in RECORD_ATTRS.items()}}
         for name in RECORD_DATASETS:
-            value = group[name][()] if name in group and (matrices or name not in MATRIX_KEYS) else None
+            value = group[name][()] if name in group and (matrices or name not in LARGE_KEYS) else None
             record[name] = float(value) if value is not None and np.ndim(value) == 0 else value
         return record
 

@@ -99,7 +99,9 @@ def _training_projector(cfg: Config):
 
 
 def _load(cfg: Config, base, base_model, keys, log, projector):
-    frames, skipped = load_frames(base, cfg.target, base_model=base_model, keys=keys, projector=projector)
+    frames, skipped = load_frames(
+        base, cfg.target, base_model, keys, projector, level_response=cfg.losses.level_response
+    )
     if skipped:
         log(f"{len(skipped)} base frames have no converged target label and are left out: {', '.join(skipped[:5])}")
     if not frames:
@@ -226,16 +228,16 @@ def run_labels(frames, store_path, method: str, model_path=None, progress=True, 
 
 
 def _label(frames, cfg: Config, store_path: Path, model_path, log, progress, previous: Path | None = None):
-    """SCF with forces and matrices: plain base functional, or deepks with ``model_path``; each SCF
-    starts from the converged density of the same structure in the store ``previous`` (the last
-    iteration's base) where it has one."""
+    """SCF with forces and matrices (and the levels' response with losses.level_response): plain base
+    functional, or deepks with ``model_path``; each SCF starts from the converged density of the same
+    structure in the store ``previous`` (the last iteration's base) where it has one."""
     from .store import LabelStore
 
     guesses = None
     if previous is not None and previous.is_file():
         guesses = {geometry_key(r): (str(previous), r["key"]) for r in LabelStore(previous).records(matrices=False)}
     method = "deepks" if model_path else cfg.xc.lower()
-    spec = dict(basis=cfg.basis, forces=True, save_matrices=True, scf=cfg.scf)
+    spec = dict(basis=cfg.basis, forces=True, save_matrices=True, save_response=cfg.losses.level_response, scf=cfg.scf)
     return run_labels(frames, store_path, method, model_path, progress=progress, log=log, guesses=guesses, **spec)
 
 
@@ -328,8 +330,8 @@ def iteration_table(workdir) -> str:
     """Markdown table of an iterate run from its ``iter.kk/report.json``: per iteration the SCF model,
     frames, convergence, mean SCF cycles, and the self-consistent errors on the training structures
     (E MAE per cluster, mean signed energy error per water over all frames, F RMSE, valence + n_virt
-    orbital energy RMSE, the occupied valence levels' mean signed error, gap MAE) and the SCF pass's time (the sum of its frames' wall times, so a pass
-    resumed after a kill counts its earlier part too)."""
+    orbital energy RMSE, the occupied valence levels' mean signed error, gap MAE) and the SCF pass's time
+    (the sum of its frames' wall times, so a pass resumed after a kill counts its earlier part too)."""
     head = (
         "| iteration | SCF with | frames | SCF conv. | cycles (mean) | E MAE (kcal/mol) | E error per water "
         "(kcal/mol) | F RMSE (eV/Å) | valence eig RMSE (eV) | occupied valence mean error (eV) | gap MAE (eV) | "

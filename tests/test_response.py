@@ -108,3 +108,49 @@ def test_scanner_keeps_the_correction_and_the_ladder(dimer):
     assert scanner.with_deepks.mol is not dimer and scanner.scf_summary["e_delta"] != 0
     assert [a[0] for a in scanner.scf_attempts][:2] == ["default", "damping"]  # 4 cycles are too few
     assert scanner.damp == 0 and scanner.level_shift == 0  # the ladder's settings do not stay on the scanner
+
+
+def test_level_response_predicts_the_self_consistent_levels(corrected):
+    """level_response against self-consistent runs: retrain the model a little (every weight moved by t x
+    noise) and predict the new SCF's mean valence occupied level and LUMO at the old density, to first
+    order (fixed-density eigenvalues + tr(Z dV)). The prediction's error is second order in t (quarter
+    at half t) and far below the fixed-density eigenvalues' error, which is first order (the screening the
+    fixed-density eigenvalue loss misses)."""
+    import copy
+
+    import torch
+
+    from deepks_es.scf import level_response
+
+    mf = corrected
+    ncore = 2  # the two O 1s
+    nocc = int((mf.mo_occ > 0).sum())
+    dm = mf.make_rdm1()
+    z = level_response(mf, ncore)
+    assert z.shape == (2, mf.mol.nao, mf.mol.nao) and np.allclose(z, z.transpose(0, 2, 1))
+    v_old = mf.with_deepks.kernel(dm)[1]
+    fock_base, ovlp = mf.get_fock(dm=dm) - v_old, mf.get_ovlp()
+
+    def levels(mo_energy):
+        return np.array([mo_energy[ncore:nocc].mean(), mo_energy[nocc]])
+
+    def errors(t):
+        model = copy.deepcopy(mf.with_deepks.model)
+        gen = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            for p in model.parameters():
+                p += t * torch.randn(p.shape, generator=gen, dtype=p.dtype)
+        sc = build_scf(mf.mol, model=model)
+        sc.kernel(dm0=dm)
+        assert sc.converged
+        dv = DeePKSCorrection(mf.mol, model).kernel(dm)[1] - v_old
+        fixed = levels(scipy.linalg.eigh(fock_base + v_old + dv, ovlp, eigvals_only=True))
+        predicted = fixed + np.einsum("xpq,pq->x", z, dv)
+        return np.abs(fixed - levels(sc.mo_energy)), np.abs(predicted - levels(sc.mo_energy))
+
+    t = 0.01
+    fixed, predicted = errors(t)
+    _, predicted_half = errors(t / 2)
+    assert np.all(fixed > 1e-4), fixed  # the screening is there to predict (Eh)
+    assert np.all(predicted < 0.1 * fixed), (predicted, fixed)
+    assert np.all(predicted_half < 0.35 * predicted), (predicted_half, predicted)

@@ -16,6 +16,7 @@ from conftest import WATER, random_model
 from deepks_es import save_model
 from deepks_es.dataset import load_frames, make_batches, predict
 from deepks_es.engine import key_of
+from deepks_es.errors import DeePKSInputError
 from deepks_es.losses import TERMS, frame_losses, predictions_for, total_loss
 from deepks_es.methods import LabelSpec, label_frame
 from deepks_es.store import LabelStore
@@ -46,6 +47,9 @@ def stores(tmp_path_factory):
         "model": model,
         "pbe": _store(tmp / "pbe.h5", frames, method="pbe"),
         "deepks": _store(tmp / "deepks.h5", frames, method="deepks", model_paths=[str(tmp / "m.pt")]),
+        "deepks_response": _store(
+            tmp / "deepks_response.h5", frames, method="deepks", model_paths=[str(tmp / "m.pt")], save_response=True
+        ),
         "hse06": _store(tmp / "hse06.h5", frames, method="hse06"),
         "frames": frames,
     }
@@ -66,6 +70,48 @@ def test_predictions_reproduce_the_scf_record(stores):
         # the record's orbital energies come from the last diagonalisation, one Fock build before the final
         # density (conv_tol 1e-10 Eh leaves ~1e-7 Eh there)
         np.testing.assert_allclose(pred["mo_energy"][0].detach().numpy(), rec["mo_energy"], atol=1e-6)
+
+
+def test_level_response_predicts_the_retrained_models_scf_levels(stores):
+    """With losses.level_response, predict's mean valence occupied level and LUMO at the base density are
+    those a changed model (every weight moved by 0.01 x noise) gives in its own SCF, to first order: far
+    closer than the fixed-density eigenvalues (deepks base of the stores' model; dimer and monomer)."""
+    import copy
+
+    from deepks_es.calc import build_scf
+
+    frames, _ = load_frames(stores["deepks_response"], stores["hse06"], stores["model"], level_response=True)
+    fixed_frames, _ = load_frames(stores["deepks_response"], stores["hse06"], stores["model"])
+    assert all(f.level_response is None for f in fixed_frames)  # kept only when asked for
+    model = copy.deepcopy(stores["model"])
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p += 0.01 * torch.randn(p.shape, generator=gen, dtype=p.dtype)
+    for f, f_fixed in zip(frames, fixed_frames):
+        (batch,), (batch_fixed,) = make_batches([f], 1), make_batches([f_fixed], 1)
+        sc = build_scf(f.mol, model=model)
+        sc.kernel(dm0=f.dm)
+        assert sc.converged
+
+        occ, lumo = slice(batch.ncore, f.nocc), f.nocc
+        want, got, fixed = (
+            np.array([e[occ].mean(), e[lumo]])
+            for e in (
+                np.asarray(sc.mo_energy),
+                predict(model, batch, create_graph=False)["mo_energy"][0].detach().numpy(),
+                predict(model, batch_fixed, create_graph=False)["mo_energy"][0].detach().numpy(),
+            )
+        )
+        assert np.all(np.abs(fixed - want) > 1e-4), (f.name, fixed - want)  # the density relaxes
+        assert np.all(np.abs(got - want) < 0.1 * np.abs(fixed - want)), (f.name, got - want, fixed - want)
+
+
+def test_level_response_missing_is_refused(stores):
+    with pytest.raises(DeePKSInputError, match="has no level_response.*--save-response"):
+        load_frames(stores["deepks"], stores["hse06"], stores["model"], level_response=True)
+    with pytest.raises(DeePKSInputError, match="--save-response is for training base stores"):
+        LabelSpec(method="hse06", save_response=True).validate()
 
 
 def test_unconverged_base_frame_is_dropped_and_listed(stores, tmp_path):
@@ -175,7 +221,19 @@ def test_loss_gradient_finite_difference(stores, term, kind, skip_core):
     """d loss / d theta along a random parameter direction vs central differences (h = 1e-5)."""
     model = random_model(seed=5, scale=0.05, kind=kind)
     frames, _ = load_frames(stores["pbe"], stores["hse06"], projector=model.projector)
-    batches = make_batches(frames, 4)
+    _check_loss_gradient(model, make_batches(frames, 4), term, skip_core)
+
+
+@pytest.mark.parametrize("term", ["eigenvalue", "gap"])
+def test_loss_gradient_with_level_response(stores, term):
+    """The eigenvalue and gap terms on the first-order self-consistent levels (losses.level_response):
+    parameter gradient vs central differences, from a deepks base (dV counts from the base model's v_delta)."""
+    frames, _ = load_frames(stores["deepks_response"], stores["hse06"], stores["model"], level_response=True)
+    assert all(f.level_response is not None and np.abs(f.v_delta_base).max() > 1e-4 for f in frames)
+    _check_loss_gradient(random_model(seed=5, scale=0.05), make_batches(frames, 4), term, True)
+
+
+def _check_loss_gradient(model, batches, term, skip_core):
     params = list(model.parameters())
     gen = torch.Generator().manual_seed(7)
     direction = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]

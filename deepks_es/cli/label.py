@@ -42,6 +42,11 @@ def add_parser(sub):
     )
     p.add_argument("--basis", default=DEFAULT_BASIS)
     p.add_argument("--save-matrices", action="store_true", help="also store dm, fock, ovlp, mo_coeff (for training)")
+    p.add_argument(
+        "--save-response",
+        action="store_true",
+        help="pbe/deepks: also store the orbital levels' self-consistent response (losses.level_response)",
+    )
     p.add_argument("--charge", type=int, default=None, help="charge of every frame (default: per frame, else 0)")
     p.add_argument("--multiplicity", type=int, default=None, help="2S+1 of every frame (default: per frame, else 1)")
     add_arguments(p, SCFSettings)
@@ -68,6 +73,7 @@ def run(args) -> int:
         basis=args.basis,
         forces=args.forces,
         save_matrices=args.save_matrices,
+        save_response=args.save_response,
         model_paths=list(args.model or []),
         scf=from_args(SCFSettings, args),
         frozen_core=args.frozen_core,
