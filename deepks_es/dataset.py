@@ -19,7 +19,8 @@ JCTC 17, 170 (2021), Eqs. 2-9; DeePKS-ES, Liang et al., arXiv 2503.24050, Sec. 2
                  orthonormality (Pulay) term -tr(W dS/dR), since W = D (fock_base + v_delta) D / 2 at SCF)
 
 where ``e_base``, ``fock_base`` and ``f_rest`` are the record's energy, Fock matrix and forces with the
-correction of the model that produced the record taken out.
+correction of the model that produced the record taken out. ``f_rest`` is then the base functional's force
+at D with its own energy-weighted density (checked against PySCF in tests/test_train.py).
 
 The orbital energies at fixed D miss how the levels move when the retrained model's SCF relaxes the
 density (a common shift of the occupied levels, screened by the Hartree and XC response). With
@@ -29,8 +30,7 @@ valence occupied levels and the LUMO get their first-order self-consistent chang
     eps_occ += tr(Z_occ dV),  eps_lumo += tr(Z_lumo dV),  dV = v_delta(theta) - v_delta(base model)
 
 (:func:`deepks_es.scf.level_response`), so the eigenvalue and gap terms fit the levels the model gives
-self-consistently, to first order in its change. ``f_rest`` is then the base functional's force
-at D with its own energy-weighted density (checked against PySCF in tests/test_train.py).
+self-consistently, to first order in its change.
 
 Memory per frame (float64): nao^2 matrices (dm, Fock matrices, overlap transforms, target orbitals) and
 the AO-projector integrals ovlp_proj (nao natm nproj), ipovlp_proj (3 nao natm nproj) and <nabla r|s>

@@ -390,7 +390,8 @@ def level_response(mf, ncore: int, tol: float = 1e-5, grid_level: int = 1) -> np
         1: the LUMO
 
     The first is a common shift of the occupied levels, which the fixed-density eigenvalue loss cannot
-    see and a self-consistent run of the retrained model shows (README, "Orbital energies").
+    see and a self-consistent run of the retrained model shows (README, "Where the orbital-energy error
+    comes from").
 
     Args:
         mf: converged RKS/RHF (density-fitted or not, corrected or not).
