@@ -68,6 +68,7 @@ def synthetic_record(
             fock=rng.normal(size=(nao, nao)),
             ovlp=np.eye(nao),
             mo_coeff=rng.normal(size=(nao, nao)),
+            level_response=rng.normal(size=(2, nao, nao)),
         )
     return record
 
