@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Stage 5 of the default model (issue #12; config data/train/pbe_hse06_water_stage5.yaml): stage 4 with the
+# thermal 7- and 8-water frames and higher gap / eigenvalue weights, then evaluated held out. Needs
+# RECIPE_STAGE4.sh's iteration-0 SCF pass (labels/default_model_sc/iter.00/base.h5: the same model's SCFs on
+# 417 of the 429 structures, copied so that only the 12 new ones are computed). Resumable; committed
+# checkpoints (data/train/checkpoints/) are copied into labels/ first.
+# Cost on 2 idle cores (measured 2026-12-06): the 12 new SCFs with forces and response 24 min (all 429 without
+# stage 4's store: ~100 min), training 8 min, held-out evaluation 32 min; iteration 1 (the SCF pass of
+# model 0 on the training structures, ~60-80 min) has not been run yet.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ -f .venv/bin/activate ] && . .venv/bin/activate
+export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
+cp -rn data/train/checkpoints/. labels/
+mkdir -p labels/default_model_stage5/iter.00
+S4=labels/default_model_sc/iter.00/base.h5 D=labels/default_model_stage5/iter.00
+if [ -f $S4 ] && [ ! -f $D/base.h5 ] && [ ! -f $D/report.json ]; then cp $S4 $D/base.h5; fi
+deepks-es iterate data/train/pbe_hse06_water_stage5.yaml --no-progress
+# held out, self-consistent with forces, against HSE06-DF (the PBE base store: RECIPE_STAGE2.sh step 3)
+deepks-es eval labels/default_model_stage5/iter.00/model.pt labels/hse06_thermal_heldout_df.h5 \
+  --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_stage5 --no-progress
