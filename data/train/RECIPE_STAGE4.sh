@@ -8,14 +8,14 @@
 # Cost on 2 idle cores (measured 2026-12-06): per iteration an SCF pass with forces and the levels' CPKS
 # response on 417 structures (77.8 min for iteration 0, most of it before the response's XC kernel moved
 # to grid level 1, which cut the response's cost threefold) + ~4 min of training; held-out evaluation
-# ~30 min; level_response_study.py ~6 min.
+# ~30 min; level_response_study.py ~25 min (three 8-min trainings; 25 s once they are done).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ -f .venv/bin/activate ] && . .venv/bin/activate
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
 cp -rn data/train/checkpoints/. labels/
 deepks-es iterate data/train/pbe_hse06_water_sc.yaml --no-progress
-# the same training step without the term, both at first order (README "Stage 4")
+# the same training step without the term and at other weights, all at first order (README "Stage 4")
 python data/train/level_response_study.py
 # held out, self-consistent with forces, against HSE06-DF (the PBE base store: RECIPE_STAGE2.sh step 3)
 deepks-es eval labels/default_model_sc/iter.00/model.pt labels/hse06_thermal_heldout_df.h5 \
