@@ -263,20 +263,28 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def run_iterate(cfg: Config, log=print, progress=True) -> Path:
-    """``deepks-es iterate``: see the module docstring. Returns ``workdir/model.pt``."""
+def run_iterate(cfg: Config, log=print, progress=True, stop_after: int | None = None) -> Path:
+    """``deepks-es iterate``: see the module docstring. Returns ``workdir/model.pt``.
+
+    ``stop_after`` K: stop once model K is trained and checked (0 <= K < ``iterate.iterations``), before the
+    SCF pass of iteration K+1, so that model K can be evaluated first; a later run without it continues.
+    Raises DeePKSInputError for K outside that range."""
     from .evaluate import by_size
     from .structures import read_frames
 
+    it = cfg.iterate
+    n = it.iterations
+    if stop_after is not None and not 0 <= stop_after < n:
+        raise DeePKSInputError(
+            f"iterate: --stop-after {stop_after} is not a trained iteration (0 .. {n - 1}, iterate.iterations {n})"
+        )
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     structures = [f for f in read_frames(cfg.frames, check=False) if not f.error]
-    it = cfg.iterate
-    n = it.iterations
     seed = cfg.seeds[0]
     model_path = Path(cfg.init_model) if cfg.init_model else None
     log(f"iterate: {len(structures)} structures, {n} iterations, workdir {workdir}")
-    for k in range(n + 1):
+    for k in range(n + 1 if stop_after is None else stop_after + 1):
         # the structures with a target label now (labels may still be accumulating in the target store)
         targets = target_records(cfg.target)
         frames = [f for f in structures if geometry_key(f) in targets]
@@ -329,6 +337,11 @@ def run_iterate(cfg: Config, log=print, progress=True) -> Path:
     (workdir / "iterations.md").write_text(table + "\n")
     log(table)
     log(f"wrote {final} (the table above: {workdir / 'iterations.md'})")
+    if stop_after is not None:
+        log(
+            f"stopped after model {stop_after} (--stop-after): rerun without it"
+            f" for the SCF pass of iteration {stop_after + 1}"
+        )
     return final
 
 

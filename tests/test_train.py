@@ -356,8 +356,18 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
         init_density=str(last),
     )
     cfg2.write_text(cfg2.read_text().replace("iterations: 3", "iterations: 1"))
+    # --stop-after 0: model 0 is trained and becomes model.pt, iteration 1's SCF pass waits for a plain rerun;
+    # an iteration that is not trained (only 0 of 1 is) is refused before any compute
+    capsys.readouterr()
+    assert main(["iterate", str(cfg2), "--stop-after", "1", "--no-progress"]) == 2
+    assert "--stop-after 1" in capsys.readouterr().err and not (tmp_path / "again" / "iter.00").exists()
+    assert main(["iterate", str(cfg2), "--stop-after", "0", "--no-progress"]) == 0
+    again_dir = tmp_path / "again"
+    assert (again_dir / "model.pt").read_bytes() == (again_dir / "iter.00" / "model.pt").read_bytes()
+    assert not (again_dir / "iter.01").exists()
     assert main(["iterate", str(cfg2), "--no-progress"]) == 0
-    again = LabelStore(tmp_path / "again" / "iter.00" / "base.h5").records()
+    assert "iteration 0: done before" in capsys.readouterr().out and (again_dir / "iter.01" / "report.json").is_file()
+    again = LabelStore(again_dir / "iter.00" / "base.h5").records()
     assert sum(r["cycles"] for r in again) < sum(r["cycles"] for r in LabelStore(last).records())
 
 

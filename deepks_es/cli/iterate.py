@@ -12,6 +12,13 @@ def add_parser(sub):
         "convergence. A killed run resumes from the last finished step.",
     )
     p.add_argument("config", metavar="CONFIG.yaml")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="K",
+        help="stop once model K is trained (before the SCF pass of iteration K+1), e.g. to evaluate it "
+        "held out first; rerun without it to continue",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -21,6 +28,6 @@ def run(args) -> int:
     from ..workflow import run_iterate
 
     cfg = load_config(args.config, "iterate")
-    path = run_iterate(cfg, progress=not args.no_progress)
+    path = run_iterate(cfg, progress=not args.no_progress, stop_after=args.stop_after)
     print(f"model: {path}")
     return 0
