@@ -11,7 +11,8 @@ the SCF convergence rate, the mean number of SCF cycles and the most cycles the 
 functional on one structure.
 
 By cluster size (:func:`by_size`, issue #12's size-extensivity test): per number of waters, the energy
-MAE per cluster, the mean signed energy error per water and its spread, and the force RMSE.
+MAE per cluster, the mean signed energy error per water and its spread, the force RMSE, the mean signed
+LUMO error and the gap MAE.
 
 Plots: ``parity_forces.png``, ``parity_orbitals.png`` (valence + LUMO), ``energy_errors.png`` (per
 cluster vs size), ``energy_per_water.png`` (mean signed error per water vs size), ``dos.png``
@@ -91,17 +92,23 @@ def waters(record) -> int:
     return int(np.count_nonzero(np.asarray(record["numbers"]) == 8))
 
 
+def _has_levels(record) -> bool:
+    return all(record.get(k) is not None and np.isfinite(record[k]) for k in ("lumo", "gap"))
+
+
 def by_size(runs: dict) -> dict:
-    """Energy and force errors per cluster size: a size-extensive error shows as a mean signed error per
-    water that does not depend on the size (issue #12).
+    """Energy, force and frontier-level errors per cluster size: a size-extensive error shows as a mean
+    signed error per water that does not depend on the size (issue #12), a LUMO that the correction reaches
+    less well in larger clusters as a mean signed LUMO error that grows with the size.
 
     Args:
         runs: ``{run name: [(record, target record), ...]}``, converged pairs (atomic units).
 
     Returns:
         ``{waters: {run name: {"frames", "energy_mae_kcal" (per cluster), "mse_per_water_kcal" (mean signed
-        error per water), "std_per_water_kcal" (its spread over the clusters), "force_rmse_ev_ang"}}}``,
-        sizes ascending; a size a run has no frame of is left out of that run.
+        error per water), "std_per_water_kcal" (its spread over the clusters), "force_rmse_ev_ang",
+        "lumo_mse_ev" (mean signed LUMO error), "gap_mae_ev"}}}``, sizes ascending; a size a run has no frame
+        of is left out of that run, and the force and level keys where the records have no forces or levels.
     """
     out = {}
     for name, pairs in runs.items():
@@ -113,27 +120,31 @@ def by_size(runs: dict) -> dict:
             df = [(r["forces"] - t["forces"]).ravel() for r, t in sel if r["forces"] is not None]
             if df:
                 row["force_rmse_ev_ang"] = float(np.sqrt(np.mean(np.concatenate(df) ** 2)) * EV_PER_ANG_PER_AU)
+            levels = [(r["lumo"] - t["lumo"], r["gap"] - t["gap"]) for r, t in sel if _has_levels(r) and _has_levels(t)]
+            if levels:
+                dlumo, dgap = np.array(levels).T * HARTREE2EV
+                row.update(lumo_mse_ev=float(dlumo.mean()), gap_mae_ev=float(np.abs(dgap).mean()))
             out.setdefault(n, {})[name] = row
     return dict(sorted(out.items()))
 
 
 def size_table(sizes: dict) -> str:
     """Markdown table of :func:`by_size`: one row per size, per run E MAE, mean signed error per water (±
-    its spread) and F RMSE."""
+    its spread), F RMSE, mean signed LUMO error and gap MAE."""
     names = list(dict.fromkeys(name for row in sizes.values() for name in row))
-    head = ["waters", "frames"] + [
-        f"{n} {c}" for n in names for c in ("E MAE (kcal/mol)", "E error per water (kcal/mol)", "F RMSE (eV/Å)")
-    ]
+    columns = ("E MAE (kcal/mol)", "E error per water (kcal/mol)", "F RMSE (eV/Å)", "LUMO error (eV)", "gap MAE (eV)")
+    head = ["waters", "frames"] + [f"{n} {c}" for n in names for c in columns]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for n, row in sizes.items():
         cells = [str(n), str(max(r["frames"] for r in row.values()))]
         for name in names:
             r = row.get(name)
             if r is None:
-                cells += ["–"] * 3
+                cells += ["–"] * len(columns)
                 continue
             cells += [f"{r['energy_mae_kcal']:.3f}", f"{r['mse_per_water_kcal']:+.3f} ± {r['std_per_water_kcal']:.3f}"]
-            cells.append(f"{r['force_rmse_ev_ang']:.4f}" if "force_rmse_ev_ang" in r else "–")
+            for key, fmt in (("force_rmse_ev_ang", ".4f"), ("lumo_mse_ev", "+.3f"), ("gap_mae_ev", ".3f")):
+                cells.append(format(r[key], fmt) if key in r else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

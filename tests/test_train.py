@@ -502,17 +502,22 @@ def test_eval_writes_table_and_plots(tmp_path, small_targets, capsys):
 
 
 def test_errors_by_size_per_water():
-    """by_size: the mean signed energy error per water, its spread and the force RMSE per cluster size, from
-    hand-made pairs (errors in kcal/mol chosen; a constant per-water error reads the same at every size)."""
+    """by_size: the mean signed energy error per water, its spread, the force RMSE and the frontier levels'
+    errors per cluster size, from hand-made pairs (errors in kcal/mol and eV chosen; a constant per-water
+    error reads the same at every size)."""
     from deepks_es.evaluate import by_size, size_table
-    from deepks_es.output import EV_PER_ANG_PER_AU, KCAL_PER_MOL_PER_HARTREE
+    from deepks_es.output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
 
-    def pair(n, err_kcal, df=0.0):
+    def pair(n, err_kcal, df=0.0, dlumo_ev=None):
         numbers = np.tile([8, 1, 1], n)
         rec = {"numbers": numbers, "e_tot": err_kcal / KCAL_PER_MOL_PER_HARTREE, "forces": np.full((3 * n, 3), df)}
-        return rec, {"numbers": numbers, "e_tot": 0.0, "forces": np.zeros((3 * n, 3))}
+        target = {"numbers": numbers, "e_tot": 0.0, "forces": np.zeros((3 * n, 3))}
+        if dlumo_ev is not None:  # levels (Eh): the LUMO off by dlumo_ev, the HOMO right
+            rec.update(lumo=0.1 + dlumo_ev / HARTREE2EV, gap=0.3 + dlumo_ev / HARTREE2EV)
+            target.update(lumo=0.1, gap=0.3)
+        return rec, target
 
-    runs = {"m": [pair(1, -0.2), pair(1, -0.2), pair(2, -0.3), pair(2, -0.5, df=0.01)]}
+    runs = {"m": [pair(1, -0.2), pair(1, -0.2), pair(2, -0.3, dlumo_ev=0.1), pair(2, -0.5, df=0.01, dlumo_ev=-0.3)]}
     sizes = by_size(runs)
     assert list(sizes) == [1, 2]
     one, two = sizes[1]["m"], sizes[2]["m"]
@@ -520,7 +525,14 @@ def test_errors_by_size_per_water():
     assert two["energy_mae_kcal"] == pytest.approx(0.4) and two["mse_per_water_kcal"] == pytest.approx(-0.2)
     assert two["std_per_water_kcal"] == pytest.approx(0.05)  # std of (-0.3, -0.5) / 2 waters
     assert two["force_rmse_ev_ang"] == pytest.approx(0.01 / np.sqrt(2) * EV_PER_ANG_PER_AU)
-    assert "| 2 | 2 | 0.400 | -0.200 ± 0.050 |" in size_table(sizes)
+    # levels only where both records have them: none for the monomers, mean signed LUMO and gap MAE for the dimers
+    assert (
+        "lumo_mse_ev" not in one
+        and two["lumo_mse_ev"] == pytest.approx(-0.1)
+        and two["gap_mae_ev"] == pytest.approx(0.2)
+    )
+    assert "| 2 | 2 | 0.400 | -0.200 ± 0.050 | 0.3636 | -0.100 | 0.200 |" in size_table(sizes)
+    assert "| 1 | 2 | 0.200 | -0.200 ± 0.000 | 0.0000 | – | – |" in size_table(sizes)
 
 
 def test_orbital_errors_split_into_shift_and_lumo():

@@ -10,10 +10,7 @@
 # for iteration 0, warm-started from stage 2's last pass where it is stored) + ~5 min of training;
 # held-out evaluation ~40 min.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-[ -f .venv/bin/activate ] && . .venv/bin/activate
-export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
-cp -rn data/train/checkpoints/. labels/
+. "$(dirname "$0")/stage_env.sh"
 # 1. the init model: the fixed-density study's 1000-epoch 200x3 net (reused when its model is there)
 python data/train/fixed_density_study.py --variants "scratch, mlp 200x3, 1000 epochs"
 # 2. iterate from it

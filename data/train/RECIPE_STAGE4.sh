@@ -10,10 +10,7 @@
 # to grid level 1, which cut the response's cost threefold) + ~4 min of training; held-out evaluation
 # ~30 min; level_response_study.py ~25 min (three 8-min trainings; 25 s once they are done).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-[ -f .venv/bin/activate ] && . .venv/bin/activate
-export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
-cp -rn data/train/checkpoints/. labels/
+. "$(dirname "$0")/stage_env.sh"
 deepks-es iterate data/train/pbe_hse06_water_sc.yaml --no-progress
 # the same training step without the term and at other weights, all at first order (README "Stage 4")
 python data/train/level_response_study.py

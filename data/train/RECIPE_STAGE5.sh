@@ -9,13 +9,8 @@
 # the training structures, estimated 60-80 min like stage 4's) is part of the iterate step but has not been
 # run yet: the committed checkpoint and the README's numbers stop at iteration 0.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-[ -f .venv/bin/activate ] && . .venv/bin/activate
-export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
-cp -rn data/train/checkpoints/. labels/
-mkdir -p labels/default_model_stage5/iter.00
-S4=labels/default_model_sc/iter.00/base.h5 D=labels/default_model_stage5/iter.00
-if [ -f $S4 ] && [ ! -f $D/base.h5 ] && [ ! -f $D/report.json ]; then cp $S4 $D/base.h5; fi
+. "$(dirname "$0")/stage_env.sh"
+seed_base labels/default_model_sc/iter.00/base.h5 labels/default_model_stage5
 deepks-es iterate data/train/pbe_hse06_water_stage5.yaml --no-progress
 # held out, self-consistent with forces, against HSE06-DF (the PBE base store: RECIPE_STAGE2.sh step 3)
 deepks-es eval labels/default_model_stage5/iter.00/model.pt labels/hse06_thermal_heldout_df.h5 \

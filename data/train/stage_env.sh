@@ -1,0 +1,16 @@
+# Sourced by the stage recipes (RECIPE_STAGE*.sh): the repository root, its venv if there is one, the fastest
+# thread setting on 2 cores, and the committed checkpoints copied into labels/ (never over what is there), so
+# that a new machine computes only what is missing.
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+[ -f .venv/bin/activate ] && . .venv/bin/activate
+export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
+mkdir -p labels
+cp -rn data/train/checkpoints/. labels/
+
+# seed_base FROM WORKDIR: start WORKDIR's iteration 0 from an earlier stage's iteration-0 SCF store FROM (the
+# same input model and SCF settings, a subset of the structures), so that only the new structures are
+# computed; skipped when FROM is missing or WORKDIR's iteration 0 has begun.
+seed_base() {
+  mkdir -p "$2/iter.00"
+  if [ -f "$1" ] && [ ! -f "$2/iter.00/base.h5" ] && [ ! -f "$2/iter.00/report.json" ]; then cp "$1" "$2/iter.00/base.h5"; fi
+}
