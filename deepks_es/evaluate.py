@@ -32,7 +32,7 @@ from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
 from .settings import DEFAULT_XC
 from .store import is_failed
 from .structures import frame_from_record
-from .workflow import all_records, convergence, run_labels, scf_errors, valence_range
+from .workflow import all_records, convergence, pair_errors, run_labels, scf_errors, valence_range
 
 COLUMNS = [
     ("frames", "frames", "{:d}"),
@@ -92,38 +92,24 @@ def waters(record) -> int:
     return int(np.count_nonzero(np.asarray(record["numbers"]) == 8))
 
 
-def _has_levels(record) -> bool:
-    return all(record.get(k) is not None and np.isfinite(record[k]) for k in ("lumo", "gap"))
-
-
 def by_size(runs: dict) -> dict:
-    """Energy, force and frontier-level errors per cluster size: a size-extensive error shows as a mean
-    signed error per water that does not depend on the size (issue #12), a LUMO that the correction reaches
-    less well in larger clusters as a mean signed LUMO error that grows with the size.
+    """Errors per cluster size (:func:`deepks_es.workflow.pair_errors` of each size's pairs): a size-extensive
+    error shows as a mean signed error per water that does not depend on the size (issue #12), a LUMO that
+    the correction reaches less well in larger clusters as a mean signed LUMO error that grows with the size.
 
     Args:
         runs: ``{run name: [(record, target record), ...]}``, converged pairs (atomic units).
 
     Returns:
-        ``{waters: {run name: {"frames", "energy_mae_kcal" (per cluster), "mse_per_water_kcal" (mean signed
-        error per water), "std_per_water_kcal" (its spread over the clusters), "force_rmse_ev_ang",
-        "lumo_mse_ev" (mean signed LUMO error), "gap_mae_ev"}}}``, sizes ascending; a size a run has no frame
-        of is left out of that run, and the force and level keys where the records have no forces or levels.
+        ``{waters: {run name: pair_errors + {"mse_per_water_kcal" (mean signed energy error per water),
+        "std_per_water_kcal" (its spread over the clusters)}}}``, sizes ascending; a size a run has no frame of
+        is left out of that run, and the force and level keys where the records have no forces or levels.
     """
     out = {}
     for name, pairs in runs.items():
         for n in sorted({waters(r) for r, _ in pairs}):
-            sel = [(r, t) for r, t in pairs if waters(r) == n]
-            err = np.array([(r["e_tot"] - t["e_tot"]) * KCAL_PER_MOL_PER_HARTREE for r, t in sel])
-            row = {"frames": len(sel), "energy_mae_kcal": float(np.abs(err).mean())}
-            row.update(mse_per_water_kcal=float(err.mean() / n), std_per_water_kcal=float(err.std() / n))
-            df = [(r["forces"] - t["forces"]).ravel() for r, t in sel if r["forces"] is not None]
-            if df:
-                row["force_rmse_ev_ang"] = float(np.sqrt(np.mean(np.concatenate(df) ** 2)) * EV_PER_ANG_PER_AU)
-            levels = [(r["lumo"] - t["lumo"], r["gap"] - t["gap"]) for r, t in sel if _has_levels(r) and _has_levels(t)]
-            if levels:
-                dlumo, dgap = np.array(levels).T * HARTREE2EV
-                row.update(lumo_mse_ev=float(dlumo.mean()), gap_mae_ev=float(np.abs(dgap).mean()))
+            row = pair_errors([(r, t) for r, t in pairs if waters(r) == n])
+            row.update(mse_per_water_kcal=row["energy_mse_kcal"] / n, std_per_water_kcal=row["energy_std_kcal"] / n)
             out.setdefault(n, {})[name] = row
     return dict(sorted(out.items()))
 

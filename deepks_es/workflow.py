@@ -153,19 +153,25 @@ def valence_range(record: dict, n_virt: int = 1) -> slice:
 
 
 def scf_errors(records: list, targets: dict, n_virt: int = 1) -> dict:
-    """Self-consistent errors of labelled records against target records (same structures).
+    """Self-consistent errors of labelled records against target records (same structures, by
+    :func:`geometry_key`; records without a target are skipped): :func:`pair_errors`."""
+    return pair_errors([(r, targets[k]) for r in records if (k := geometry_key(r)) in targets], n_virt)
+
+
+def pair_errors(pairs: list, n_virt: int = 1) -> dict:
+    """Errors of (record, target record) pairs of the same structures, atomic units in, kcal/mol, eV/Å and eV
+    out; the one place the evaluation's error measures are defined (whole sets and per cluster size).
 
     Returns:
-        frames, ``energy_mae_kcal`` (per cluster), ``force_rmse_ev_ang``, ``eig_rmse_ev`` (valence: occupied
-        without the 1s cores, plus n_virt virtuals), ``occ_shift_ev`` (mean signed error of the valence
-        occupied levels: a common shift of them all shows here, not in the gap), ``lumo_mae_ev``,
-        ``gap_mae_ev``, ``core_mae_ev`` (1s core levels); keys without data are left out.
+        frames, ``energy_mae_kcal``, ``energy_max_kcal``, ``energy_mse_kcal`` (mean signed) and
+        ``energy_std_kcal`` (spread of the signed errors), all per cluster; ``force_rmse_ev_ang``;
+        ``eig_rmse_ev`` (valence: occupied without the 1s cores, plus n_virt virtuals), ``occ_shift_ev`` (mean
+        signed error of the valence occupied levels: a common shift of them all shows here, not in the gap),
+        ``lumo_mae_ev`` and ``lumo_mse_ev`` (mean signed), ``gap_mae_ev``, ``core_mae_ev`` (1s core levels);
+        keys without data (no pair, no forces or orbital energies on both sides) are left out.
     """
     de, df, deig, docc, dlumo, dgap, dcore = [], [], [], [], [], [], []
-    for rec in records:
-        t = targets.get(geometry_key(rec))
-        if t is None:
-            continue
+    for rec, t in pairs:
         de.append(rec["e_tot"] - t["e_tot"])
         if rec.get("forces") is not None and t.get("forces") is not None:
             df.append((rec["forces"] - t["forces"]).ravel())
@@ -180,14 +186,16 @@ def scf_errors(records: list, targets: dict, n_virt: int = 1) -> dict:
             dgap.append((e[nocc] - e[nocc - 1]) - (et[nocc] - et[nocc - 1]))
     out = {"frames": len(de)}
     if de:
-        out["energy_mae_kcal"] = float(np.abs(de).mean() * KCAL_PER_MOL_PER_HARTREE)
-        out["energy_max_kcal"] = float(np.abs(de).max() * KCAL_PER_MOL_PER_HARTREE)
+        de = np.array(de) * KCAL_PER_MOL_PER_HARTREE
+        out.update(energy_mae_kcal=float(np.abs(de).mean()), energy_max_kcal=float(np.abs(de).max()))
+        out.update(energy_mse_kcal=float(de.mean()), energy_std_kcal=float(de.std()))
     if df:
         out["force_rmse_ev_ang"] = float(np.sqrt(np.mean(np.concatenate(df) ** 2)) * EV_PER_ANG_PER_AU)
     if deig:
         out["eig_rmse_ev"] = float(np.sqrt(np.mean(np.concatenate(deig) ** 2)) * HARTREE2EV)
         out["occ_shift_ev"] = float(np.concatenate(docc).mean() * HARTREE2EV)
         out["lumo_mae_ev"] = float(np.abs(dlumo).mean() * HARTREE2EV)
+        out["lumo_mse_ev"] = float(np.mean(dlumo) * HARTREE2EV)
         out["gap_mae_ev"] = float(np.abs(dgap).mean() * HARTREE2EV)
         core = np.concatenate(dcore)
         if core.size:

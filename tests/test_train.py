@@ -512,9 +512,11 @@ def test_errors_by_size_per_water():
         numbers = np.tile([8, 1, 1], n)
         rec = {"numbers": numbers, "e_tot": err_kcal / KCAL_PER_MOL_PER_HARTREE, "forces": np.full((3 * n, 3), df)}
         target = {"numbers": numbers, "e_tot": 0.0, "forces": np.zeros((3 * n, 3))}
-        if dlumo_ev is not None:  # levels (Eh): the LUMO off by dlumo_ev, the HOMO right
-            rec.update(lumo=0.1 + dlumo_ev / HARTREE2EV, gap=0.3 + dlumo_ev / HARTREE2EV)
-            target.update(lumo=0.1, gap=0.3)
+        if dlumo_ev is not None:  # orbital energies (Eh, 5 occupied per water): only the LUMO off, by dlumo_ev
+            mo_occ = np.r_[np.full(5 * n, 2.0), 0.0, 0.0]
+            mo_energy = np.linspace(-20.0, 1.0, 5 * n + 2)
+            rec.update(mo_occ=mo_occ, mo_energy=mo_energy + np.eye(5 * n + 2)[5 * n] * dlumo_ev / HARTREE2EV)
+            target.update(mo_occ=mo_occ, mo_energy=mo_energy)
         return rec, target
 
     runs = {"m": [pair(1, -0.2), pair(1, -0.2), pair(2, -0.3, dlumo_ev=0.1), pair(2, -0.5, df=0.01, dlumo_ev=-0.3)]}
@@ -526,10 +528,12 @@ def test_errors_by_size_per_water():
     assert two["std_per_water_kcal"] == pytest.approx(0.05)  # std of (-0.3, -0.5) / 2 waters
     assert two["force_rmse_ev_ang"] == pytest.approx(0.01 / np.sqrt(2) * EV_PER_ANG_PER_AU)
     # levels only where both records have them: none for the monomers, mean signed LUMO and gap MAE for the dimers
+    # (valence eig RMSE: the LUMO errors among 2 x 9 valence levels, 8 occupied without the 1s cores + the LUMO)
     assert (
         "lumo_mse_ev" not in one
         and two["lumo_mse_ev"] == pytest.approx(-0.1)
         and two["gap_mae_ev"] == pytest.approx(0.2)
+        and two["eig_rmse_ev"] == pytest.approx(np.sqrt((0.1**2 + 0.3**2) / 18))
     )
     assert "| 2 | 2 | 0.400 | -0.200 ± 0.050 | 0.3636 | -0.100 | 0.200 |" in size_table(sizes)
     assert "| 1 | 2 | 0.200 | -0.200 ± 0.000 | 0.0000 | – | – |" in size_table(sizes)
