@@ -1,14 +1,14 @@
 """``deepks-es eval MODEL STORE``: self-consistent errors of a model and of its base functional against a
 target label store, as a table and PNG plots.
 
-The model's SCF (with forces) and, unless ``--base`` gives a store, the plain base functional's run on
-every converged structure of the target store through the batch labeller, into resumable stores in the
-output folder. Errors (:func:`deepks_es.workflow.scf_errors`): total-energy MAE per cluster, force RMSE,
-valence orbital-energy RMSE (occupied without the 1s cores, plus the LUMO) and two of its parts (the mean
-signed error of the occupied valence levels, which a common shift of them all shows as, and the LUMO MAE),
-gap MAE, 1s core-level MAE,
-the SCF convergence rate, the mean number of SCF cycles and the most cycles the model needs beyond the base
-functional on one structure.
+The model's SCF (with forces) and the plain base functional's run on every converged structure of the target
+store through the batch labeller, into resumable stores in the output folder (the base functional's into
+``--base`` where given: what it holds is reused, what it lacks is computed into it). Errors
+(:func:`deepks_es.workflow.scf_errors`): total-energy MAE per cluster, force RMSE, valence orbital-energy
+RMSE (occupied without the 1s cores, plus the LUMO) and two of its parts (the mean signed error of the
+occupied valence levels, which a common shift of them all shows as, and the LUMO MAE), gap MAE, 1s
+core-level MAE, the SCF convergence rate, the mean number of SCF cycles and the most cycles the model needs
+beyond the base functional on one structure.
 
 By cluster size (:func:`by_size`, issue #12's size-extensivity test): per number of waters, the energy
 MAE per cluster, the mean signed energy error per water and its spread, the force RMSE, the mean signed
@@ -139,7 +139,8 @@ def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None,
     """Run and compare (see the module docstring).
 
     Args:
-        base_path: an existing store of the base functional on (some of) the same structures.
+        base_path: a store of the base functional (same basis and SCF settings) to reuse: the structures it
+            lacks are computed into it (default: ``outdir/<xc>.h5``).
         frames: optional structure files/folders: only the target records of these structures are used
             (e.g. a held-out set inside a larger store).
         scf: :class:`~deepks_es.settings.SCFSettings` of the SCF runs (default: its defaults).
@@ -151,7 +152,8 @@ def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None,
 
     Raises:
         DeePKSInputError: unreadable model or stores, a target store with no converged record, a base store
-            sharing no structure with it, a model for another basis, an output folder that cannot be written.
+            made with other settings (method, basis, grid, ...), a model for another basis, an output folder
+            that cannot be written.
     """
     from .errors import DeePKSInputError
     from .model import load_model
@@ -177,18 +179,11 @@ def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None,
     model.check_compatible(basis=basis)
     xc = (model.settings.get("xc") or DEFAULT_XC).upper()
     sha = model.settings["sha256"][:12]
-    base = LabelStore(base_path) if base_path else None
-    if base is not None and not any(geometry_key(r) in targets for r in all_records(base)):
-        raise DeePKSInputError(
-            f"--base {base_path} shares no structure with target store {target_path}"
-            + (" (of the --frames given)" if frames else "")
-            + "; give the base store of the same structures, or leave --base out to compute it"
-        )
     run = dict(progress=progress, basis=basis, forces=forces, scf=scf)
-    # the model's run first: a run killed halfway keeps what is new (the base is often stored already)
+    # the base first: a --base store of other settings is refused (LabelStore's identity check) before any
+    # compute, and the structures it lacks are computed into it, so both rows cover the same structures
+    base = run_labels(frames, base_path or outdir / f"{xc.lower()}.h5", xc.lower(), **run)
     corrected = run_labels(frames, outdir / f"deepks_{sha}.h5", "deepks", model_path, **run)
-    if base is None:
-        base = run_labels(frames, outdir / f"{xc.lower()}.h5", xc.lower(), **run)
     base_records, model_records = _records(base, targets), _records(corrected, targets)
     rows = {xc: _row(base_records, targets), "DeePKS": _row(model_records, targets)}
     extra = cycles_over_base(base_records, model_records)

@@ -469,17 +469,23 @@ def test_config_errors_are_clear(tmp_path, small_targets, change, message, capsy
 
 
 def test_eval_writes_table_and_plots(tmp_path, small_targets, capsys):
-    """deepks-es eval on the small HSE06 store: a table with the base and the model, and the PNGs."""
+    """deepks-es eval on the small HSE06 store: a table with the base and the model, and the PNGs; a --base
+    store holding some of the structures is reused and the rest computed into it."""
     from test_label import DATA
 
     from deepks_es.cli import main
+    from deepks_es.structures import read_frames
+    from deepks_es.workflow import run_labels
 
     model = tmp_path / "m.pt"
     save_model(random_model(seed=2), model, basis="sto-3g", xc="PBE", trained=True, training={"history": []})
     out = tmp_path / "eval"
+    base_path = tmp_path / "pbe_base.h5"
+    first = run_labels(read_frames([DATA])[:4], base_path, "pbe", basis="sto-3g", forces=True, progress=False)
+    first = {r["key"]: r["wall_s"] for r in first.records(matrices=False)}
     frames = str(DATA)
-    args = ["eval", str(model), str(small_targets), "--out", str(out), "--frames", frames, "--threads-per-worker", "1"]
-    assert main([*args, "--no-progress"]) == 0
+    args = ["eval", str(model), str(small_targets), "--out", str(out), "--frames", frames, "--base", str(base_path)]
+    assert main([*args, "--threads-per-worker", "1", "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "| PBE |" in text and "| DeePKS |" in text and "F RMSE" in text
     result = json.loads((out / "eval.json").read_text())
@@ -492,7 +498,9 @@ def test_eval_writes_table_and_plots(tmp_path, small_targets, capsys):
     # SCF cycles, per row and the model's worst excess over the base on one structure, from the stores
     from deepks_es.store import LabelStore, geometry_key
 
-    base = {geometry_key(r): r["cycles"] for r in LabelStore(out / "pbe.h5").records(matrices=False)}
+    base_records = LabelStore(base_path).records(matrices=False)
+    assert len(base_records) == 12 and {r["key"]: r["wall_s"] for r in base_records if r["key"] in first} == first
+    base = {geometry_key(r): r["cycles"] for r in base_records}
     model_cycles = {
         geometry_key(r): r["cycles"] for r in LabelStore(next(out.glob("deepks_*.h5"))).records(matrices=False)
     }

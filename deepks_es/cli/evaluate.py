@@ -9,13 +9,18 @@ def add_parser(sub):
     p = sub.add_parser(
         "eval",
         help="self-consistent errors of a model vs a target label store (table + PNG plots)",
-        description="Runs the model's SCF (and the plain base functional's, unless --base is given) on every "
+        description="Runs the model's SCF and the plain base functional's (reusing and filling --base) on every "
         "converged structure of STORE, then prints energy, force, orbital-energy and gap errors and writes "
         "parity, DOS and training-curve plots.",
     )
     p.add_argument("model", metavar="MODEL.pt")
     p.add_argument("store", metavar="TARGET.h5", help="label store with the reference (e.g. HSE06) labels")
-    p.add_argument("--base", default=None, metavar="BASE.h5", help="existing base-functional store of the same frames")
+    p.add_argument(
+        "--base",
+        default=None,
+        metavar="BASE.h5",
+        help="base-functional store to reuse: the frames it lacks are computed into it",
+    )
     p.add_argument(
         "--frames", nargs="+", default=None, metavar="INPUT", help="only these structures of STORE (a held-out set)"
     )
