@@ -21,3 +21,17 @@ cp $M data/default_model.pt
 # 3. held out, self-consistent with forces, against HSE06-DF (the PBE base store: RECIPE_STAGE2.sh step 3)
 deepks-es eval $M labels/hse06_thermal_heldout_df.h5 \
   --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_wide1 --no-progress
+# 4. the shipped model on the other held-out sets (2026-12-06; ~1.5 h): the 38 BEGDB minima (targets from
+#    RECIPE.sh step 1, PBE base store labelled here unless unpacked) and the thermal frames / liquid cuts of
+#    11-12 waters (HSE06-DF labels: label_thermal.sh; eval computes the PBE base frames the store lacks)
+W=../shared/data/water
+T=data/train/thermal/heldout
+for s in pbe_begdb hse06_thermal_heldout_df pbe_thermal_heldout; do
+  [ -f labels/$s.h5 ] || [ ! -f data/train/labels/$s.npz ] || python data/train/pack_labels.py unpack data/train/labels/$s.npz labels/$s.h5
+done
+deepks-es label $T/thermal_n1[12].xyz $T/liquid_cut_n12.xyz --method hse06 --forces --density-fit \
+  --store labels/hse06_thermal_heldout_df.h5 --no-progress
+deepks-es eval $M labels/hse06_thermal_heldout_df.h5 --base labels/pbe_thermal_heldout.h5 \
+  --frames $T/thermal_n1[12].xyz $T/liquid_cut_n12.xyz --out labels/eval_thermal_n11_n12_wide1 --no-progress
+deepks-es eval $M labels/hse06_ccpvdz_df.h5 --base labels/pbe_begdb.h5 \
+  --frames $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --out labels/eval_begdb_wide1 --no-progress
