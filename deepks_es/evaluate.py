@@ -242,7 +242,7 @@ def _plots(outdir: Path, model, runs: dict, targets, xc) -> list:
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, pairs in runs.items():
-        n = [len(r["numbers"]) // 3 for r, _ in pairs]
+        n = [waters(r) for r, _ in pairs]
         err = [(r["e_tot"] - t["e_tot"]) * KCAL_PER_MOL_PER_HARTREE for r, t in pairs]
         ax.scatter(n, err, s=8, label=name)
     ax.axhline(0, color="k", lw=0.5)
