@@ -4,7 +4,7 @@ target label store, as a table and PNG plots.
 The model's SCF (with forces) and the plain base functional's run on every converged structure of the target
 store through the batch labeller, into resumable stores in the output folder (the base functional's into
 ``--base`` where given: what it holds is reused, what it lacks is computed into it). Errors
-(:func:`deepks_es.workflow.scf_errors`): total-energy MAE per cluster, force RMSE, valence orbital-energy
+(:func:`deepks_es.workflow.pair_errors`): total-energy MAE per cluster, force RMSE, valence orbital-energy
 RMSE (occupied without the 1s cores, plus the LUMO) and two of its parts (the mean signed error of the
 occupied valence levels, which a common shift of them all shows as, and the LUMO MAE), gap MAE, 1s
 core-level MAE, the SCF convergence rate, the mean number of SCF cycles and the most cycles the model needs
@@ -32,7 +32,7 @@ from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
 from .settings import DEFAULT_XC
 from .store import is_failed
 from .structures import frame_from_record
-from .workflow import all_records, convergence, pair_errors, run_labels, scf_errors, valence_range
+from .workflow import all_records, convergence, pair_errors, run_labels, valence_range
 
 COLUMNS = [
     ("frames", "frames", "{:d}"),
@@ -55,12 +55,13 @@ def _records(store, targets: dict) -> list:
 
 
 def _row(records: list, targets: dict) -> dict:
+    """One table row: the convergence rate over all ``records`` and the errors of the :func:`_paired` ones."""
     rate, _ = convergence(records)
-    ok = [r for r in records if r["converged"] and not r["error"]]
-    cycles = [r["cycles"] for r in ok if r.get("cycles") is not None]
+    pairs = _paired(records, targets)
+    cycles = [r["cycles"] for r, _ in pairs if r.get("cycles") is not None]
     return {
         "convergence": rate,
-        **scf_errors(ok, targets),
+        **pair_errors(pairs),
         **({"cycles_mean": float(np.mean(cycles))} if cycles else {}),
     }
 

@@ -37,6 +37,7 @@ from .config import Config
 from .dataset import core_orbitals, geometry_key, load_frames, structure_keys
 from .errors import DeePKSInputError
 from .output import EV_PER_ANG_PER_AU, HARTREE2EV, KCAL_PER_MOL_PER_HARTREE
+from .store import is_failed
 from .train import kept_entry, train
 
 
@@ -256,8 +257,9 @@ def _label(frames, cfg: Config, store_path: Path, model_path, log, progress, pre
 
 
 def convergence(records: list) -> tuple[float, list]:
-    """(fraction of records converged without error, names of the others) of store records."""
-    bad = [r["name"] for r in records if r["error"] or not r["converged"]]
+    """(fraction of records converged and not failed (:func:`~deepks_es.store.is_failed`: an error or a
+    non-finite energy), names of the others) of store records."""
+    bad = [r["name"] for r in records if is_failed(r) or not r["converged"]]
     return (1.0 - len(bad) / len(records)) if records else 0.0, bad
 
 

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import ase
 import ase.io
 import numpy as np
 import pytest
@@ -98,7 +99,8 @@ def test_heldout_frames_are_never_training_frames(shipped):
 def test_label_archive_round_trip(tmp_path):
     """pack keeps what training reads (energies, forces, orbital energies, occupations, the occupied + 4
     virtual orbitals in float32) of every converged frame and the store's metadata; unpack writes a store
-    with the same keys and values, and unpacking again into it adds nothing."""
+    with the same keys and values, and unpacking again into it adds nothing; missing names the inputs with a
+    frame the store lacks."""
     pack_labels = _script("pack_labels")
     frame = read_frames([WATER / "2Cs.xyz"])[0]
     store = LabelStore(tmp_path / "s.h5", METADATA)
@@ -125,6 +127,12 @@ def test_label_archive_round_trip(tmp_path):
         assert rec["dm"] is None and rec["fock"] is None
     assert pack_labels.unpack(tmp_path / "s.npz", tmp_path / "u.h5") == 3
     assert len(LabelStore(tmp_path / "u.h5").records()) == 3
+    # missing: of two inputs, the one whose frame is stored (a recipe's rerun skips it) and 2Cs as it is (to label)
+    ase.io.write(tmp_path / "done.xyz", ase.Atoms(numbers=frame.numbers, positions=frame.positions_ang + 0.1))
+    done = read_frames([tmp_path / "done.xyz"])[0]
+    with out.lock():
+        out.write({**synthetic_record(done, seed=5), "positions_ang": done.positions_ang})
+    assert pack_labels.missing(tmp_path / "u.h5", [tmp_path / "done.xyz", WATER / "2Cs.xyz"]) == [WATER / "2Cs.xyz"]
 
 
 def test_committed_archives_name_their_level():

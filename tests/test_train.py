@@ -547,6 +547,38 @@ def test_errors_by_size_per_water():
     assert "| 1 | 2 | 0.200 | -0.200 ± 0.000 | 0.0000 | – | – |" in size_table(sizes)
 
 
+def test_eval_row_counts_failed_records_as_not_converged():
+    """An eval table row: a record with a non-finite energy (or an error) counts against the convergence
+    rate and is left out of the errors, like an unconverged one; the errors are those of the good record."""
+    from deepks_es.evaluate import _row
+    from deepks_es.store import geometry_key
+    from deepks_es.output import KCAL_PER_MOL_PER_HARTREE
+
+    def record(name, e_tot, converged=True, error=""):
+        return {
+            "name": name,
+            "numbers": np.array([8, 1, 1]),
+            "positions_ang": np.eye(3) * (1 + len(name)),
+            "charge": 0,
+            "multiplicity": 1,
+            "e_tot": e_tot,
+            "converged": converged,
+            "error": error,
+            "cycles": 7,
+        }
+
+    records = [
+        record("a", 0.5 / KCAL_PER_MOL_PER_HARTREE),
+        record("bb", np.nan),
+        record("ccc", 0.0, False),
+        record("dddd", 0.0, error="SCF crashed"),
+    ]
+    targets = {geometry_key(r): {**r, "e_tot": 0.0} for r in records}
+    row = _row(records, targets)
+    assert row["convergence"] == pytest.approx(0.25) and row["frames"] == 1 and row["cycles_mean"] == 7.0
+    assert row["energy_mae_kcal"] == pytest.approx(0.5)
+
+
 def test_orbital_errors_split_into_shift_and_lumo():
     """scf_errors on hand-made water dimers (2 O 1s cores, 8 valence occupied, 2 virtuals; eV chosen): a
     common shift of the occupied valence levels reads as occ_shift_ev and moves the gap, a LUMO error reads

@@ -4,23 +4,19 @@
 # data/train/pbe_hse06_water_thermal.yaml), then evaluated held out. Resumable: label stores and the
 # iterate workdir live under labels/ (git-ignored); rerun after a kill. A new machine starts from the
 # committed checkpoints (data/train/checkpoints/: each finished iteration's report.json and model.pt), so
-# only what is missing is computed; delete labels/default_model_thermal and skip the copy below to
-# recompute every iteration.
+# only what is missing is computed; delete labels/default_model_thermal and skip stage_env.sh's copy
+# to recompute every iteration.
 # Cost on 2 idle cores: per iteration an SCF pass with forces on 417 structures (58 min cold, 43-48 min
 # warm-started from the previous iteration's densities) + ~5 min of training, 4 iterations (measured
 # 2026-12-05) and the final pass of model 3 (iteration 4, ~40 min); evaluation ~3 h.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-[ -f .venv/bin/activate ] && . .venv/bin/activate
-export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
+# the stage-1 model (RECIPE.sh's output) and the stage-2 iterations done so far: copied from the committed
+# checkpoints by stage_env.sh
+. "$(dirname "$0")/stage_env.sh"
 W=../shared/data/water
-mkdir -p labels
 # 1. targets: the stage-1 HSE06-DF labels and the thermal training frames' (committed archives)
-for s in hse06_ccpvdz_df hse06_thermal_train_df hse06_thermal_heldout_df; do
-  [ -f labels/$s.h5 ] || python data/train/pack_labels.py unpack data/train/labels/$s.npz labels/$s.h5
-done
-# 2. the stage-1 model (RECIPE.sh's output) and the stage-2 iterations done so far
-cp -rn data/train/checkpoints/. labels/
+unpack_archives hse06_ccpvdz_df hse06_thermal_train_df hse06_thermal_heldout_df
+# 2. iterate
 deepks-es iterate data/train/pbe_hse06_water_thermal.yaml --no-progress
 # stage 2's result is model 2 (trained in iteration 2); iteration 3 made model 3, at the same errors
 # (README "Stage 2"), evaluated held out below and not shipped
@@ -30,9 +26,7 @@ M=labels/default_model_thermal/iter.02/model.pt
 #    stores first: unpacked from their archives where committed (pack them after a run: pack_labels.py
 #    pack labels/S.h5 data/train/labels/S.npz), the label command computes the rest.
 T=data/train/thermal/heldout
-for s in pbe_thermal_heldout pbe_begdb; do
-  [ -f labels/$s.h5 ] || [ ! -f data/train/labels/$s.npz ] || python data/train/pack_labels.py unpack data/train/labels/$s.npz labels/$s.h5
-done
+unpack_archives pbe_thermal_heldout pbe_begdb
 deepks-es label $T/thermal_n0[2-9].xyz $T/thermal_n10.xyz --method pbe --forces --store labels/pbe_thermal_heldout.h5 --no-progress
 deepks-es label $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --method pbe --forces --store labels/pbe_begdb.h5 --no-progress
 deepks-es eval $M labels/hse06_thermal_heldout_df.h5 \

@@ -26,9 +26,7 @@ deepks-es eval $M labels/hse06_thermal_heldout_df.h5 \
 #    11-12 waters (HSE06-DF labels: label_thermal.sh; eval computes the PBE base frames the store lacks)
 W=../shared/data/water
 T=data/train/thermal/heldout
-for s in pbe_begdb hse06_thermal_heldout_df pbe_thermal_heldout; do
-  [ -f labels/$s.h5 ] || [ ! -f data/train/labels/$s.npz ] || python data/train/pack_labels.py unpack data/train/labels/$s.npz labels/$s.h5
-done
+unpack_archives pbe_begdb hse06_thermal_heldout_df pbe_thermal_heldout
 deepks-es label $T/thermal_n1[12].xyz $T/liquid_cut_n12.xyz --method hse06 --forces --density-fit \
   --store labels/hse06_thermal_heldout_df.h5 --no-progress
 deepks-es eval $M labels/hse06_thermal_heldout_df.h5 --base labels/pbe_thermal_heldout.h5 \

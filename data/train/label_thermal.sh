@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Recipe of data/train/labels/*.npz: run from anywhere; rerun after a kill (finished frames are skipped).
 # Cost on 2 idle cores: n = 1-6 training frames (72) took 1.0 h while sharing the CPU; the whole list ~8 h.
-# First unpack the committed archives into labels/ so that finished frames are not recomputed:
-#   python data/train/pack_labels.py unpack data/train/labels/S.npz labels/S.h5
-# HSE06/cc-pVDZ (DF) labels of the thermal and liquid-cut clusters, cheapest first (resumable).
-cd "$(dirname "$0")/../.."
-[ -f .venv/bin/activate ] && . .venv/bin/activate
-export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
+# HSE06/cc-pVDZ (DF) labels of the thermal and liquid-cut clusters, cheapest first (resumable). The committed
+# archives are unpacked into labels/ first, so that the frames they hold are not recomputed.
+. "$(dirname "$0")/stage_env.sh"
+unpack_archives hse06_thermal_train_df hse06_thermal_heldout_df
 T=data/train/thermal
-tr() { deepks-es label "$@" --method hse06 --forces --density-fit --save-matrices --store labels/hse06_thermal_train_df.h5 --no-progress; }
+# training labels keep the matrices (the eigenvector loss reads the orbitals): only the inputs with a frame the
+# store lacks are labelled, since --save-matrices would label every unpacked frame again for the dm, fock and
+# ovlp the archive leaves out
+tr() {
+  todo=$(python data/train/pack_labels.py missing labels/hse06_thermal_train_df.h5 "$@")
+  [ -z "$todo" ] || deepks-es label $todo --method hse06 --forces --density-fit --save-matrices --store labels/hse06_thermal_train_df.h5 --no-progress
+}
 ho() { deepks-es label "$@" --method hse06 --forces --density-fit --store labels/hse06_thermal_heldout_df.h5 --no-progress; }
 tr $T/train/thermal_n0[1-6].xyz
 ho $T/heldout/thermal_n0[2-6].xyz

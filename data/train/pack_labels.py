@@ -3,6 +3,7 @@
 
     python data/train/pack_labels.py pack labels/S.h5 data/train/labels/S.npz      # store -> archive
     python data/train/pack_labels.py unpack data/train/labels/S.npz labels/S.h5    # archive -> store
+    python data/train/pack_labels.py missing labels/S.h5 A.xyz B.xyz ...             # inputs still to label
 
 The archive keeps what training and evaluation read from a *target* store: per converged frame the
 structure (name, source, numbers, positions_ang, charge, multiplicity), ``e_tot``, ``forces``,
@@ -13,7 +14,8 @@ C_t^T H C_t by ~1e-7 Eh), compressed (numpy ``savez_compressed``); ``dm``, ``foc
 frames are left out. The store metadata (method, xc definition, basis, grid, versions) travels as JSON.
 Unpacking writes an ordinary label store (``deepks-es`` reads it like the original; records keep their
 keys, so a later ``deepks-es label`` run on the same frames skips them, except where it asks for
-matrices the archive does not hold).
+matrices the archive does not hold: ``missing`` lists the inputs that have a frame the store lacks, so that a
+recipe labels only those).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import sys
 import numpy as np
 
 from deepks_es.keys import RECORD_ATTRS
-from deepks_es.store import LabelStore
+from deepks_es.store import LabelStore, geometry_key
+from deepks_es.structures import read_frames
+from deepks_es.workflow import all_records
 
 ARRAYS = ("numbers", "positions_ang", "forces", "mo_energy", "mo_occ", "mo_coeff")
 SCALARS = ("e_tot", "homo", "lumo", "gap", "wall_s")
@@ -68,18 +72,30 @@ def unpack(archive, store_path) -> int:
     return n
 
 
+def missing(store_path, inputs) -> list:
+    """The inputs (files) with a frame whose structure is not in the store (none when all are)."""
+    stored = {geometry_key(r) for r in all_records(LabelStore(store_path))}
+    return [path for path in inputs if any(geometry_key(f) not in stored for f in read_frames([path]))]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("action", choices=("pack", "unpack"))
+    p.add_argument("action", choices=("pack", "unpack", "missing"))
     p.add_argument("source")
-    p.add_argument("destination")
+    p.add_argument("destination", nargs="+", help="archive or store; for missing: the inputs")
     p.add_argument("--virtual", type=int, default=4, help="virtual orbitals kept beyond the occupied ones")
     args = p.parse_args(argv)
+    if args.action == "missing":
+        print(*missing(args.source, args.destination))
+        return 0
+    if len(args.destination) > 1:
+        p.error(f"{args.action} takes one destination")
+    (destination,) = args.destination
     if args.action == "pack":
-        n = pack(args.source, args.destination, args.virtual)
+        n = pack(args.source, destination, args.virtual)
     else:
-        n = unpack(args.source, args.destination)
-    print(f"{n} records {args.action}ed: {args.source} -> {args.destination}")
+        n = unpack(args.source, destination)
+    print(f"{n} records {args.action}ed: {args.source} -> {destination}")
     return 0
 
 

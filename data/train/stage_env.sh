@@ -14,3 +14,12 @@ seed_base() {
   mkdir -p "$2/iter.00"
   if [ -f "$1" ] && [ ! -f "$2/iter.00/base.h5" ] && [ ! -f "$2/iter.00/report.json" ]; then cp "$1" "$2/iter.00/base.h5"; fi
 }
+
+# unpack_archives S...: unpack the committed label archives data/train/labels/S.npz into labels/S.h5 (targets
+# only; skipped where the store exists or no archive is committed), so that the label commands after it
+# compute only the frames the archives lack.
+unpack_archives() {
+  for s in "$@"; do
+    [ -f "labels/$s.h5" ] || [ ! -f "data/train/labels/$s.npz" ] || python data/train/pack_labels.py unpack "data/train/labels/$s.npz" "labels/$s.h5"
+  done
+}
