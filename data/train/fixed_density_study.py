@@ -95,12 +95,16 @@ def row(name: str, path: Path) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def print_table(rows: list) -> None:
+    print("| variant | parameters | kept epoch | valid E / F / eig / gap | train E / F / eig / gap | training (min) |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     rows = [row("model 2 (shipped: iterate's warm start)", ITER / "iter.02" / "model.pt")]
     rows += [row(name, train_variant(name)) for name in args.variants]
-    print("| variant | parameters | kept epoch | valid E / F / eig / gap | train E / F / eig / gap | training (min) |")
-    print("|---|---|---|---|---|---|")
-    print("\n".join(rows))
+    print_table(rows)
