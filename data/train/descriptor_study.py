@@ -16,7 +16,10 @@ response; 300 epochs from scratch (lr 1e-3 -> 1e-5), iterate's 10 % validation s
     python data/train/descriptor_study.py [--variants "mlp 200x3" ...]
 
 Resumable: each variant trains in labels/descriptor_study/<variant>/ and a finished model is reused. Prints
-fixed_density_study.py's Markdown table (kept epoch's validation and training errors).
+fixed_density_study.py's Markdown table (kept epoch's validation and training errors), then each model's
+self-consistent errors with forces (``deepks-es eval``, into labels/descriptor_study/eval_<variant>/, ~4-5
+min each) on the 12 held-out thermal frames of 2-4 waters against HSE06-DF: iteration 0 of an iterate run,
+which shows how far each model's own potential moves the density it was fitted at.
 """
 
 import argparse
@@ -53,9 +56,11 @@ VARIANTS = {
 
 
 def label_base() -> None:
-    """The PBE base store (resumable) and the unpacked HSE06-DF targets."""
+    """The PBE base store (resumable) and the unpacked HSE06-DF targets (and the held-out ones, with their PBE
+    base store, for the evaluation)."""
     env = ROOT / "data" / "train" / "stage_env.sh"
-    subprocess.run(["bash", "-c", f". {env} && unpack_archives hse06_ccpvdz_df hse06_thermal_train_df"], check=True)
+    archives = "hse06_ccpvdz_df hse06_thermal_train_df hse06_thermal_heldout_df pbe_thermal_heldout"
+    subprocess.run(["bash", "-c", f". {env} && unpack_archives {archives}"], check=True)
     OUT.mkdir(parents=True, exist_ok=True)
     args = ["--method", "pbe", "--forces", "--save-matrices", "--store", str(BASE), "--no-progress"]
     main(["label", *map(str, FRAMES), *args])
@@ -86,4 +91,14 @@ if __name__ == "__main__":
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     label_base()
-    print_table([row(name, train_variant(name)) for name in args.variants])
+    models = {name: train_variant(name) for name in args.variants}
+    print_table([row(name, path) for name, path in models.items()])
+    heldout = sorted((ROOT / "data" / "train" / "thermal" / "heldout").glob("thermal_n0[2-4].xyz"))
+    stores = [
+        str(ROOT / "labels" / "hse06_thermal_heldout_df.h5"),
+        "--base",
+        str(ROOT / "labels" / "pbe_thermal_heldout.h5"),
+    ]
+    for path in models.values():
+        out = OUT / f"eval_{path.parent.name}"
+        main(["eval", str(path), *stores, "--out", str(out), "--no-progress", "--frames", *map(str, heldout)])
