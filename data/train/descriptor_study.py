@@ -23,20 +23,17 @@ which shows how far each model's own potential moves the density it was fitted a
 """
 
 import argparse
-import re
 import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
-
-import yaml
 
 from deepks_es.cli import main
 from deepks_es.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parent))
-from fixed_density_study import print_table, row  # noqa: E402  (the same table)
+from fixed_density_study import print_table, row, train_in  # noqa: E402  (the same table and training)
 
 OUT = ROOT / "labels" / "descriptor_study"
 BASE = OUT / "pbe.h5"
@@ -68,22 +65,8 @@ def label_base() -> None:
 
 def train_variant(name: str) -> Path:
     """Train one variant from scratch (or reuse its finished model); returns the model path."""
-    workdir = OUT / re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-    if (workdir / "model.pt").is_file():
-        return workdir / "model.pt"
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = {
-        "workdir": str(workdir),
-        "target": [str(p) for p in TARGETS],
-        "base": str(BASE),
-        "seeds": [0],
-        "model": VARIANTS[name],
-        "losses": LOSSES,
-        "train": TRAIN,
-    }
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    main(["train", str(workdir / "config.yaml"), "--no-progress"])
-    return workdir / "model.pt"
+    config = {"target": [str(p) for p in TARGETS], "base": str(BASE), "seeds": [0], "model": VARIANTS[name]}
+    return train_in(OUT, name, {**config, "losses": LOSSES, "train": TRAIN})
 
 
 if __name__ == "__main__":

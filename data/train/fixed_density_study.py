@@ -56,15 +56,22 @@ VARIANTS = {
 }
 
 
-def train_variant(name: str) -> Path:
-    """Train one variant (or reuse its finished model); returns the model path."""
-    warm, model, losses, settings = VARIANTS[name]
-    workdir = OUT / re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+def train_in(out: Path, name: str, config: dict) -> Path:
+    """``deepks-es train`` with ``config`` (plus its workdir) in out/<name as a folder name>/, or the model a
+    finished run left there; returns the model path."""
+    workdir = out / re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
     if (workdir / "model.pt").is_file():
         return workdir / "model.pt"
     workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump({"workdir": str(workdir), **config}))
+    main(["train", str(workdir / "config.yaml"), "--no-progress"])
+    return workdir / "model.pt"
+
+
+def train_variant(name: str) -> Path:
+    """Train one variant (or reuse its finished model); returns the model path."""
+    warm, model, losses, settings = VARIANTS[name]
     config = {
-        "workdir": str(workdir),
         "target": [str(p) for p in STAGE2.target],
         "base": str(ITER / "iter.02" / "base.h5"),
         "base_model": str(ITER / "iter.01" / "model.pt"),
@@ -73,9 +80,7 @@ def train_variant(name: str) -> Path:
         "train": settings,
         **({"init_model": str(ITER / "iter.01" / "model.pt")} if warm else {"model": model}),
     }
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    main(["train", str(workdir / "config.yaml"), "--no-progress"])
-    return workdir / "model.pt"
+    return train_in(OUT, name, config)
 
 
 def row(name: str, path: Path) -> str:
