@@ -8,7 +8,8 @@ intermolecular part is what the fit misses. This study trains both kinds from sc
 at a fixed density and compares them, with a wider ``mlp`` of about ``mlp_coupled``'s parameter count.
 
 Data: plain PBE/cc-pVDZ SCFs (no model, forces and matrices; computed here into
-``labels/descriptor_study/pbe.h5``, ~30 min on 2 cores) of deepks-kit train.n1-n3 (monomers to trimers) and
+``labels/descriptor_study/pbe.h5``, 22 min on 2 cores, measured 2026-12-06) of deepks-kit train.n1-n3
+(monomers to trimers) and
 the thermal training frames of 1-4 waters, against their HSE06-DF labels (the committed archives, unpacked
 by ``stage_env.sh``'s ``unpack_archives``); stage 6's loss weights without the self-consistent level
 response; 300 epochs from scratch (lr 1e-3 -> 1e-5), iterate's 10 % validation split by structure.
