@@ -197,7 +197,8 @@ class IterateSettings(_Settings):
         1.0,
         FACTOR,
         "factor on train.lr and train.lr_final when a model is warm-started (iteration k >= 1, or from "
-        "init_model): a trained model needs smaller steps than a new one (0.3: the epoch-1 loss spike gone)",
+        "init_model): a trained model needs smaller steps than a new one (0.3; the epoch-1 loss spike left is "
+        "transient, README 'The coupled descriptor through iterations')",
     )
 
 

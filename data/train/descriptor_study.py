@@ -20,7 +20,10 @@ Resumable: each variant trains in labels/descriptor_study/<variant>/ and a finis
 fixed_density_study.py's Markdown table (kept epoch's validation and training errors), then each model's
 self-consistent errors with forces (``deepks-es eval``, into labels/descriptor_study/eval_<variant>/, ~4-5
 min each) on the 12 held-out thermal frames of 2-4 waters against HSE06-DF: iteration 0 of an iterate run,
-which shows how far each model's own potential moves the density it was fitted at.
+which shows how far each model's own potential moves the density it was fitted at. The models of a variant's iterate
+run (``deepks-es iterate data/train/descriptor_study_iterate.yaml``, the mlp's: ``..._iterate_mlp.yaml``; into
+labels/descriptor_study/iterate_<variant>/iter.kk/) are evaluated the same way, into
+eval_iterate_<variant>_iter.kk/, and the shipped model, into eval_shipped/.
 """
 
 import argparse
@@ -83,6 +86,10 @@ if __name__ == "__main__":
         "--base",
         str(ROOT / "labels" / "pbe_thermal_heldout.h5"),
     ]
-    for path in models.values():
-        out = OUT / f"eval_{path.parent.name}"
+    # and the models of each variant's iterate run (descriptor_study_iterate*.yaml), where made
+    outs = {path: OUT / f"eval_{path.parent.name}" for path in models.values()}
+    outs[ROOT / "data" / "default_model.pt"] = OUT / "eval_shipped"  # the reference: the shipped model
+    for path in sorted(p for m in models.values() for p in OUT.glob(f"iterate_{m.parent.name}/iter.*/model.pt")):
+        outs[path] = OUT / f"eval_{path.parents[1].name}_{path.parent.name}"
+    for path, out in outs.items():
         main(["eval", str(path), *stores, "--out", str(out), "--no-progress", "--frames", *map(str, heldout)])
