@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Copy the finished iterations of an iterate workdir (report.json + model.pt of each, the final model.pt)
 # into data/train/checkpoints/ for a commit (see data/train/checkpoints/README.md).
-#   bash data/train/checkpoint.sh labels/default_model_thermal
+#   bash data/train/checkpoint.sh labels/default_model_thermal   (or a nested labels/study/workdir)
 set -euo pipefail
 src=${1:?usage: checkpoint.sh labels/WORKDIR}
-dst=data/train/checkpoints/$(basename "$src")
+src=${src%/}
+dst=data/train/checkpoints/${src#labels/}  # the same path under labels/ (cp -rn puts it back there)
 for d in "$src"/iter.*; do
   [ -f "$d/report.json" ] || continue
   mkdir -p "$dst/$(basename "$d")"

@@ -20,6 +20,7 @@ tr $T/train/thermal_n0[7-9].xyz $T/train/thermal_n10.xyz $T/train/liquid_cut_n0[
 ho $T/heldout/thermal_n0[7-9].xyz $T/heldout/thermal_n10.xyz
 tr $T/train/thermal_n1[1-2].xyz $T/train/liquid_cut_n1[12].xyz
 ho $T/heldout/thermal_n1[1-2].xyz $T/heldout/liquid_cut_n12.xyz
-tr $T/train/thermal_n1[3-6].xyz $T/train/liquid_cut_n1[3-6].xyz
+# the held-out 13-20-water frames before the training ones: the 12-20 evaluation needs them
 ho $T/heldout/thermal_n1[3-6].xyz $T/heldout/liquid_cut_n1[3-9].xyz $T/heldout/liquid_cut_n20.xyz
+tr $T/train/thermal_n1[3-6].xyz $T/train/liquid_cut_n1[3-6].xyz
 echo "labels done; pack them: python data/train/pack_labels.py pack labels/S.h5 data/train/labels/S.npz"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Stage 7 of the default model (issue #12; config data/train/pbe_hse06_water_stage7.yaml): the coupled
+# descriptor (mlp_coupled 200x3) iterated four times on stage 6's structures plus the 11-12-water training
+# frames (470 structures of 1-12 waters), from the descriptor study's iterated model (committed in
+# data/train/checkpoints/descriptor_study/, so no study rerun is needed); then evaluated held out on the
+# thermal frames and liquid cuts of 2-12 waters and the BEGDB minima, as the shipped stage 3 was. Resumable;
+# committed checkpoints (data/train/checkpoints/) are copied into labels/ first.
+# Cost on 2 idle cores (estimated from stage 6's and the study's passes, not yet run through): each SCF pass
+# with forces on the 470 structures 3-4 h (the 11-12-water frames ~4 min each), each 200-epoch warm start
+# ~30-40 min, five passes and four trainings ~20 h in all; the held-out evaluations ~2 h.
+set -euo pipefail
+. "$(dirname "$0")/stage_env.sh"
+unpack_archives hse06_ccpvdz_df hse06_thermal_train_df hse06_thermal_heldout_df pbe_thermal_heldout pbe_begdb
+# 1. iterate from the study's model (labels/descriptor_study/iterate_mlp_coupled_200x3/model.pt)
+deepks-es iterate data/train/pbe_hse06_water_stage7.yaml --no-progress
+# 2. held out, self-consistent with forces, against HSE06-DF: thermal frames and liquid cuts of 2-12 waters,
+#    then the 38 BEGDB minima
+M=labels/default_model_stage7/model.pt
+W=../shared/data/water
+deepks-es eval $M labels/hse06_thermal_heldout_df.h5 --base labels/pbe_thermal_heldout.h5 \
+  --out labels/eval_thermal_stage7 --no-progress
+deepks-es eval $M labels/hse06_ccpvdz_df.h5 --base labels/pbe_begdb.h5 \
+  --frames $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --out labels/eval_begdb_stage7 --no-progress
