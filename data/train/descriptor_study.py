@@ -23,10 +23,11 @@ min each) on the 12 held-out thermal frames of 2-4 waters against HSE06-DF: iter
 which shows how far each model's own potential moves the density it was fitted at.
 
 With ``--iterate``, each variant is also iterated (``deepks-es iterate`` on the config written into
-labels/descriptor_study/iterate_<variant>/config.yaml; resumable): two warm restarts of 100 epochs from its model
-at its own densities on the same structures, losses and SCF settings (stage 6's otherwise). Each pass takes
-20-30 min and each model's training ~15 min on 2 cores. The models so made (iterate_<variant>/iter.kk/model.pt)
-are evaluated the same way, into eval_iterate_<variant>_iter.kk/, and the shipped model, into eval_shipped/.
+labels/descriptor_study/iterate_<variant>/config.yaml; resumable): SCF passes with forces on the same
+structures, each followed by a warm restart of 100 epochs at the pass's densities, twice, with the same losses
+(stage 6's settings otherwise). Each pass took 19-28 min and each warm start 6-8 min (the mlp's 2) on 2
+cores. The models so made (iterate_<variant>/iter.kk/model.pt) are evaluated the same way, into
+eval_iterate_<variant>_iter.kk/, and the shipped model, into eval_shipped/.
 The study as run (README.md, "The coupled descriptor through iterations"):
 
     python data/train/descriptor_study.py --variants "mlp 200x3" "mlp_coupled 200x3" --iterate
