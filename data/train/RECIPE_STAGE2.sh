@@ -30,9 +30,11 @@ unpack_archives pbe_thermal_heldout pbe_begdb
 deepks-es label $T/thermal_n0[2-9].xyz $T/thermal_n10.xyz --method pbe --forces --store labels/pbe_thermal_heldout.h5 --no-progress
 deepks-es label $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --method pbe --forces --store labels/pbe_begdb.h5 --no-progress
 deepks-es eval $M labels/hse06_thermal_heldout_df.h5 \
-  --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_stage2 --no-progress
+  --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_stage2 --no-progress \
+  --frames "${HELDOUT_2_10[@]}"
 deepks-es eval labels/default_model_thermal/iter.03/model.pt labels/hse06_thermal_heldout_df.h5 \
-  --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_model3 --no-progress
+  --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_model3 --no-progress \
+  --frames "${HELDOUT_2_10[@]}"
 deepks-es eval $M labels/hse06_ccpvdz_df.h5 --base labels/pbe_begdb.h5 \
   --frames $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --out labels/eval_begdb_stage2 --no-progress
 deepks-es label $W/water27_gmtkn55_kaplan2024/neutral/H2O*.xyz --method deepks --model $M \

@@ -20,7 +20,8 @@ M=labels/default_model_wide/iter.01/model.pt
 cp $M data/default_model.pt
 # 3. held out, self-consistent with forces, against HSE06-DF (the PBE base store: RECIPE_STAGE2.sh step 3)
 deepks-es eval $M labels/hse06_thermal_heldout_df.h5 \
-  --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_wide1 --no-progress
+  --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_wide1 --no-progress \
+  --frames "${HELDOUT_2_10[@]}"
 # 4. the shipped model on the other held-out sets (2026-12-06; ~1.5 h): the 38 BEGDB minima (targets from
 #    RECIPE.sh step 1, PBE base store labelled here unless unpacked) and the thermal frames / liquid cuts of
 #    11-12 waters (HSE06-DF labels: label_thermal.sh; eval computes the PBE base frames the store lacks)

@@ -16,4 +16,5 @@ deepks-es iterate data/train/pbe_hse06_water_sc.yaml --no-progress
 python data/train/level_response_study.py
 # held out, self-consistent with forces, against HSE06-DF (the PBE base store: RECIPE_STAGE2.sh step 3)
 deepks-es eval labels/default_model_sc/iter.00/model.pt labels/hse06_thermal_heldout_df.h5 \
-  --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_sc0 --no-progress
+  --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_sc0 --no-progress \
+  --frames "${HELDOUT_2_10[@]}"

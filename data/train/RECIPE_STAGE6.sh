@@ -14,4 +14,5 @@ seed_base labels/default_model_stage5/iter.00/base.h5 labels/default_model_stage
 deepks-es iterate data/train/pbe_hse06_water_stage6.yaml --stop-after 0 --no-progress
 # held out, self-consistent with forces, against HSE06-DF (the PBE base store: RECIPE_STAGE2.sh step 3)
 deepks-es eval labels/default_model_stage6/iter.00/model.pt labels/hse06_thermal_heldout_df.h5 \
-  --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_stage6 --no-progress
+  --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_stage6 --no-progress \
+  --frames "${HELDOUT_2_10[@]}"

@@ -23,3 +23,7 @@ unpack_archives() {
     [ -f "labels/$s.h5" ] || [ ! -f "data/train/labels/$s.npz" ] || python data/train/pack_labels.py unpack "data/train/labels/$s.npz" "labels/$s.h5"
   done
 }
+
+# The held-out thermal frames of 2-10 waters: the README's "thermal MD, 2-10 waters" rows (32 frames). The
+# held-out store holds larger frames too (label_thermal.sh), so the stage evaluations name these.
+HELDOUT_2_10=(data/train/thermal/heldout/thermal_n0[2-9].xyz data/train/thermal/heldout/thermal_n10.xyz)
