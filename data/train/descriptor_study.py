@@ -88,7 +88,7 @@ def train_variant(name: str) -> Path:
 
 
 def iterate_variant(name: str, model: Path) -> None:
-    """``deepks-es iterate`` from a variant's model (at PBE densities) on the same structures, into
+    """``deepks-es iterate`` from a variant's model (trained at PBE densities) on the same structures, into
     iterate_<variant>/; a killed or finished run resumes where it stopped."""
     workdir = OUT / f"iterate_{model.parent.name}"
     config = {
@@ -116,8 +116,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     label_base()
     models = {name: train_variant(name) for name in args.variants}
-    for name, path in models.items():
-        if args.iterate:
+    if args.iterate:
+        for name, path in models.items():
             iterate_variant(name, path)
     print_table([row(name, path) for name, path in models.items()])
     heldout = sorted((ROOT / "data" / "train" / "thermal" / "heldout").glob("thermal_n0[2-4].xyz"))
