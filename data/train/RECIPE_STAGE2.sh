@@ -27,7 +27,7 @@ M=labels/default_model_thermal/iter.02/model.pt
 #    pack labels/S.h5 data/train/labels/S.npz), the label command computes the rest.
 T=data/train/thermal/heldout
 unpack_archives pbe_thermal_heldout pbe_begdb
-deepks-es label $T/thermal_n0[2-9].xyz $T/thermal_n10.xyz --method pbe --forces --store labels/pbe_thermal_heldout.h5 --no-progress
+deepks-es label "${HELDOUT_2_10[@]}" --method pbe --forces --store labels/pbe_thermal_heldout.h5 --no-progress
 deepks-es label $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --method pbe --forces --store labels/pbe_begdb.h5 --no-progress
 deepks-es eval $M labels/hse06_thermal_heldout_df.h5 \
   --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_stage2 --no-progress \
