@@ -25,7 +25,6 @@ M=labels/default_model_thermal/iter.02/model.pt
 #    38 BEGDB clusters; SCF convergence on the 15 neutral WATER27 clusters, (H2O)1-20 (~40 min). PBE base
 #    stores first: unpacked from their archives where committed (pack them after a run: pack_labels.py
 #    pack labels/S.h5 data/train/labels/S.npz), the label command computes the rest.
-T=data/train/thermal/heldout
 unpack_archives pbe_thermal_heldout pbe_begdb
 deepks-es label "${HELDOUT_2_10[@]}" --method pbe --forces --store labels/pbe_thermal_heldout.h5 --no-progress
 deepks-es label $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --method pbe --forces --store labels/pbe_begdb.h5 --no-progress
