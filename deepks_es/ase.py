@@ -134,8 +134,8 @@ class DeePKSCalculator(Calculator):
     ):
         self._previous = None  # (key, mo_coeff, mo_occ, positions_bohr) of the last converged SCF
         super().__init__(**kwargs)
-        self.settings = (settings or SCFSettings()).validate()
         self.model, self.model_name, self.basis, self.xc = resolve_level(model, basis, xc)
+        self.settings = (settings or SCFSettings()).validate().for_model(self.model)
         where = "DeePKSCalculator"
         self.charge = None if charge is None else _integer(charge, "charge", where)
         self.multiplicity = None if multiplicity is None else _integer(multiplicity, "multiplicity", where)

@@ -59,7 +59,7 @@ def build_scf(mol, xc: str = DEFAULT_XC, model=None, settings: SCFSettings | Non
         DeePKSInputError: an unknown functional, a setting out of range, a model for another basis, base
             functional or elements.
     """
-    settings = replace(settings or SCFSettings(), **changes).validate()
+    settings = replace(settings or SCFSettings(), **changes).validate().for_model(model)
     check_level(xc=xc)
     mf = dft.RKS(mol, xc=xc)
     if settings.density_fit:

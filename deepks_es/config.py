@@ -36,14 +36,16 @@ dataclasses of :mod:`deepks_es.settings`)::
                                  # converges on >= min_convergence of check_sample training frames, else
                                  # it is retrained with half the epochs and lr; warm starts train at
                                  # restart_lr x lr
-    scf: {density_fit: false, grid_level: 3, conv_tol: 1.0e-10, max_cycle: 100, workers: 1,
-          threads_per_worker: 2}                       # settings.SCFSettings
+    scf: {density_fit: null, grid_level: 3, conv_tol: 1.0e-10, max_cycle: 100, workers: 1,
+          threads_per_worker: 2}                       # settings.SCFSettings (density_fit of the base
+                                 # SCF, recorded in the model: train takes it from the base stores,
+                                 # iterate from init_model when null, else false)
 """
 
 from __future__ import annotations
 
 import glob
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
@@ -230,6 +232,15 @@ def _resolve_level(cfg: Config, command: str) -> None:
             f"base with {cfg.xc}",
         )
         cfg.xc = xc
+        fitted, where = one(cfg.base, "density_fit", "density fitting")
+        _check(
+            cfg.scf.density_fit in (None, fitted),
+            f"scf.density_fit {cfg.scf.density_fit} differs from the base store's {fitted} ({where}); remove "
+            f"scf.density_fit or label the base store with{'' if cfg.scf.density_fit else 'out'} --density-fit",
+        )
+        cfg.scf = replace(cfg.scf, density_fit=fitted)
+    elif cfg.scf.density_fit is None:  # iterate: the base SCF of the init model, else no density fitting
+        cfg.scf = cfg.scf.for_model(load_model(cfg.init_model) if cfg.init_model else None)
     for key in ("init_model", "base_model"):
         if getattr(cfg, key):
             try:

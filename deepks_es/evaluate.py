@@ -144,7 +144,8 @@ def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None,
             lacks are computed into it (default: ``outdir/<xc>.h5``).
         frames: optional structure files/folders: only the target records of these structures are used
             (e.g. a held-out set inside a larger store).
-        scf: :class:`~deepks_es.settings.SCFSettings` of the SCF runs (default: its defaults).
+        scf: :class:`~deepks_es.settings.SCFSettings` of both SCF runs (default: its defaults; density
+            fitting, when not given, as the model was trained: :meth:`~deepks_es.settings.SCFSettings.for_model`).
 
     Returns:
         ``{"rows": {base name: errors, "model": errors}, "table": markdown, "by_size": :func:`by_size`,
@@ -162,10 +163,10 @@ def evaluate_model(model_path, target_path, outdir, base_path=None, frames=None,
     from .settings import SCFSettings
     from .store import LabelStore
 
-    scf = (scf or SCFSettings()).validate()
     outdir = Path(outdir)
     check_output_path(outdir, "--out", folder=True)
     model = load_model(model_path)
+    scf = (scf or SCFSettings()).validate().for_model(model)  # the base runs on the model's base
     target_store = LabelStore(target_path)
     records = target_records(target_store)
     if frames:

@@ -111,8 +111,16 @@ class LabelSpec:
             self.xc = xcs[0]
             for m in models:
                 m.check_compatible(basis=self.basis)
+            fitted = {self.scf.for_model(m).density_fit for m in models}
+            if len(fitted) > 1:
+                raise DeePKSInputError(
+                    "the committee models were trained on bases with and without density fitting; pass "
+                    "--density-fit or --no-density-fit"
+                )
+            self.scf = self.scf.for_model(models[0])
         else:
             self.xc = XC.get(self.method, "")
+            self.scf = self.scf.for_model(None)
         check_level(basis=self.basis)
         return self
 

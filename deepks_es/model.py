@@ -456,17 +456,22 @@ def save_model(
     trained: bool,
     description: str = "",
     training: dict | None = None,
+    density_fit: bool = False,
 ) -> str:
     """Write a checkpoint; returns its SHA-256 and stores it in ``model.settings``.
 
     Args:
         basis: AO basis the model is meant for (e.g. ``"cc-pVDZ"``).
         xc: base functional it corrects (e.g. ``"PBE"``).
+        density_fit: whether that base SCF was density-fitted (the default of every SCF the model runs in:
+            :meth:`deepks_es.settings.SCFSettings.for_model`).
         trained: False for an untrained model (the CLI says so when it is used).
         training: optional plain (JSON) record of how it was trained: config, data, history; kept in
             ``settings['training']`` and covered by the hash.
     """
     settings = {"basis": str(basis), "xc": str(xc), "trained": bool(trained), "description": str(description)}
+    if density_fit:  # recorded only when on: the checkpoints of models on a plain base stay as they were
+        settings["density_fit"] = True
     if training is not None:
         settings["training"] = json.loads(json.dumps(training))
     payload = {

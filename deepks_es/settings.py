@@ -9,6 +9,7 @@ The command-line flags (their defaults and checks), the YAML config of ``train``
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass, field, fields, replace
 
@@ -53,6 +54,7 @@ FRACTION = ("float", lambda v: 0 <= v <= 1, "a number in [0, 1]")
 VALID_FRACTION = ("float", lambda v: 0 <= v < 1, "a number in [0, 1)")
 FACTOR = ("float", lambda v: 0 < v <= 1, "a number in (0, 1]")
 BOOL = ("bool", lambda v: True, "true or false")
+OPTIONAL_BOOL = ("bool", lambda v: True, "true, false or null")  # None: decided later (SCFSettings.for_model)
 POSITIVE_INTS = ("ints", lambda v: all(x >= 1 for x in v), "a list of positive integers")
 NAMES = ("strs", lambda v: all(x.strip() for x in v), "a list of names (strings)")
 
@@ -88,6 +90,9 @@ class _Settings:
                 good = value if isinstance(value, list) and all(_integer(x) for x in value) else None
             elif kind == "strs":
                 good = value if isinstance(value, list) and all(isinstance(x, str) for x in value) else None
+            elif value is None and f.metadata["spec"] is OPTIONAL_BOOL:
+                changes[f.name] = None
+                continue
             else:
                 good = value if isinstance(value, bool) else None
             if good is None or not test(good):
@@ -110,12 +115,26 @@ def flag(key: str) -> str:
 class SCFSettings(_Settings):
     """How each SCF runs: ``deepks-es scf``, ``label``, ``eval`` and the ``scf:`` section of a config."""
 
-    density_fit: bool = setting(False, BOOL, "density fitting for J (and K) of the base functional")
+    density_fit: bool | None = setting(
+        None,
+        OPTIONAL_BOOL,
+        "density fitting for J (and K) of the base functional (default: as the correction model was trained; "
+        "off without a model)",
+    )
     grid_level: int = setting(3, GRID_LEVEL, "PySCF DFT grid level")
     conv_tol: float = setting(1e-10, POSITIVE, "SCF energy convergence, Eh (tight enough for FD force checks)")
     max_cycle: int = setting(100, POSITIVE_INT, "SCF cycles per attempt of the retry ladder")
     workers: int = setting(1, POSITIVE_INT, "local Dask worker processes of a batch")
     threads_per_worker: int = setting(2, POSITIVE_INT, "OpenMP threads per worker")
+
+    def for_model(self, model=None) -> SCFSettings:
+        """These settings with ``density_fit`` decided: as given, else as the correction ``model`` was trained
+        (``model.settings['density_fit']``: its base SCF was density-fitted; models that do not record it, and
+        no model, mean off). A model's correction is fitted to its own base, so running it on that base
+        reproduces what it was trained for (DF shifts PBE/cc-pVDZ by about -0.014 kcal/mol per water)."""
+        if self.density_fit is not None:
+            return self
+        return replace(self, density_fit=bool(model is not None and model.settings.get("density_fit")))
 
 
 @dataclass
@@ -229,14 +248,17 @@ class MDSettings(_Settings):
 
 def add_arguments(parser, cls, exclude=()) -> None:
     """Command-line flags for the fields of settings dataclass ``cls`` (``--grid-level``), with its defaults
-    and docs; booleans (all default False) become ``store_true`` flags."""
+    and docs; booleans (default False) become ``store_true`` flags, optional ones (default None: decided
+    later) ``--flag`` / ``--no-flag`` pairs."""
     types = {"int": int, "float": float}
     for f in fields(cls):
         if f.name in exclude:
             continue
         kind = f.metadata["spec"][0]
         doc = f"{f.metadata['doc']} (default {f.default})" if kind != "bool" else f.metadata["doc"]
-        if kind == "bool":
+        if f.metadata["spec"] is OPTIONAL_BOOL:
+            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=doc)
+        elif kind == "bool":
             parser.add_argument(flag(f.name), action="store_true", help=doc)
         else:
             parser.add_argument(flag(f.name), type=types[kind], default=f.default, help=doc)

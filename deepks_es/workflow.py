@@ -82,6 +82,7 @@ def _save(model, path: Path, cfg: Config, history: list, data: dict) -> str:
         tmp,
         basis=cfg.basis,
         xc=cfg.xc,
+        density_fit=bool(cfg.scf.density_fit),
         trained=True,
         description=cfg.description,
         training={"config": cfg.plain(), "reference": reference_level(cfg.target), "data": data, "history": history},

@@ -87,6 +87,10 @@ CASES = {
         lambda e: ["train", _config(e, "blyp", xc="BLYP")],
         "xc 'BLYP' differs from the base store's functional 'PBE'",
     ),
+    "train scf.density_fit other than the base store's": (
+        lambda e: ["train", _config(e, "df", scf={"density_fit": True})],
+        "scf.density_fit True differs from the base store's False",
+    ),
     # hang
     "label --workers 0": (
         lambda e: ["label", H2O, "--method", "pbe", "--store", str(e["d"] / "w0.h5"), "--workers", "0"],
@@ -287,3 +291,19 @@ def test_label_exits_nonzero_when_every_frame_failed(tmp_path, capsys):
     assert "failed 2" in captured.out and "2 frames failed" in captured.err
     assert len(LabelStore(store).records(include_failed=True)) == 2  # kept, flagged
     assert np.isnan(LabelStore(store).records(include_failed=True)[0]["e_tot"])
+
+
+def test_config_density_fitting_follows_the_base(env, tmp_path):
+    """The base SCF's density fitting, which the trained model records: train takes it from the base stores,
+    iterate from its init model unless the config sets it, else off."""
+    from deepks_es.config import load_config
+
+    fitted = tmp_path / "df.pt"
+    save_model(random_model(), fitted, basis="cc-pVDZ", xc="PBE", trained=True, density_fit=True)
+    assert load_config(_config(env, "tr"), "train").scf.density_fit is False
+    iterate = dict(base=None, frames=H2O)
+    assert load_config(_config(env, "it0", **iterate), "iterate").scf.density_fit is False
+    assert load_config(_config(env, "it1", init_model=str(fitted), **iterate), "iterate").scf.density_fit is True
+    given = _config(env, "it2", init_model=str(fitted), scf={"density_fit": False}, **iterate)
+    assert load_config(given, "iterate").scf.density_fit is False
+    assert load_config(_config(env, "it3", init_model=env["model"], **iterate), "iterate").scf.density_fit is False

@@ -1,5 +1,7 @@
 """Model registry and checkpoints: round trip with weights_only, hash and settings checks."""
 
+import json
+
 import pytest
 import torch
 from conftest import WATER, random_model, water_mol
@@ -88,6 +90,40 @@ def test_model_for_another_basis_is_refused(tmp_path):
     mol = water_mol("H2O", basis="6-31G")
     with pytest.raises(DeePKSInputError, match="trained in basis cc-pVDZ"):
         build_scf(mol, model=load_model(path))
+
+
+def test_density_fitting_follows_the_model(tmp_path, capsys):
+    """A model trained on a density-fitted base runs on one unless told otherwise (build_scf, the calculator,
+    label specs, ``deepks-es scf``); models that record nothing (all before density_fit was recorded) and the
+    plain base functional keep a plain base; a committee of both kinds needs the choice made."""
+    from deepks_es.ase import DeePKSCalculator
+    from deepks_es.cli import main
+    from deepks_es.methods import LabelSpec
+    from deepks_es.settings import SCFSettings
+
+    fitted, plain = tmp_path / "df.pt", tmp_path / "plain.pt"
+    save_model(random_model(), fitted, basis="cc-pVDZ", xc="PBE", trained=True, density_fit=True)
+    save_model(random_model(), plain, basis="cc-pVDZ", xc="PBE", trained=True)
+    assert load_model(fitted).settings["density_fit"] and "density_fit" not in load_model(plain).settings
+    mol = water_mol("H2O")
+    assert hasattr(build_scf(mol, model=load_model(fitted)), "with_df")
+    assert not hasattr(build_scf(mol, model=load_model(fitted), density_fit=False), "with_df")
+    assert not hasattr(build_scf(mol, model=load_model(plain)), "with_df")
+    assert hasattr(build_scf(mol, model=load_model(plain), density_fit=True), "with_df")
+    assert not hasattr(build_scf(mol), "with_df")
+    assert DeePKSCalculator(model=str(fitted)).settings.density_fit is True
+    assert DeePKSCalculator(model=str(fitted), settings=SCFSettings(density_fit=False)).settings.density_fit is False
+    assert LabelSpec("deepks", model_paths=[str(fitted)]).validate().scf.density_fit is True
+    assert LabelSpec("pbe").validate().scf.density_fit is False
+    with pytest.raises(DeePKSInputError, match="with and without density fitting; pass --density-fit"):
+        LabelSpec("deepks", model_paths=[str(fitted), str(plain)]).validate()
+    both = LabelSpec("deepks", model_paths=[str(fitted), str(plain)], scf=SCFSettings(density_fit=False))
+    assert both.validate().scf.density_fit is False
+    out = tmp_path / "out.json"
+    for flags, expected in (([], True), (["--no-density-fit"], False)):
+        assert main(["scf", str(WATER / "H2O.xyz"), "--model", str(fitted), "--output", str(out), *flags]) == 0
+        assert json.loads(out.read_text())["density_fit"] is expected
+        assert ("density fitting" in capsys.readouterr().out) == expected
 
 
 def test_element_without_parameters_is_refused():

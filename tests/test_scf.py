@@ -57,16 +57,17 @@ def test_v_delta_is_derivative_of_e_delta(dimer, kind):
         assert abs(fd - np.sum(v_delta * x)) < 1e-8
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_forces_match_finite_differences(dimer, kind):
+@pytest.mark.parametrize("kind, density_fit", [(kind, False) for kind in KINDS] + [("mlp", True)])
+def test_forces_match_finite_differences(dimer, kind, density_fit):
     """Analytic gradient of the corrected SCF energy vs central differences (h = 1e-3 bohr), water dimer,
-    random non-zero model; tolerance 1e-5 Eh/bohr. The DFT grid response is included: without it plain
-    PySCF PBE itself misses the finite differences by ~1.4e-5 Eh/bohr on this dimer (measured)."""
+    random non-zero model, on a plain and on a density-fitted base; tolerance 1e-5 Eh/bohr. The DFT grid
+    response is included: without it plain PySCF PBE itself misses the finite differences by ~1.4e-5
+    Eh/bohr on this dimer (measured)."""
     model = random_model(kind=kind)
 
     def make(mol):
-        mf = attach(_plain(mol, conv_tol=1e-12), model)
-        return mf
+        mf = _plain(mol, conv_tol=1e-12)
+        return attach(mf.density_fit() if density_fit else mf, model)
 
     mf = make(dimer)
     mf.kernel()

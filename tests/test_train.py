@@ -374,11 +374,13 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
 def test_iterate_train_and_scf_with_the_e3_model(tmp_path, small_targets):
     """deepks-es iterate with ``model: {kind: e3}`` (base SCF, prefit, training, SCF check with the model,
     final SCF pass), then deepks-es scf --model on a water cluster: the e3 model works everywhere the
-    mlp does, through the CLI."""
+    mlp does, through the CLI. On a density-fitted base, which the model records and deepks-es scf then
+    uses."""
     from test_label import DATA
 
     from deepks_es import load_model
     from deepks_es.cli import main
+    from deepks_es.store import LabelStore
 
     cfg = _write_config(
         tmp_path / "it.yaml",
@@ -390,12 +392,13 @@ def test_iterate_train_and_scf_with_the_e3_model(tmp_path, small_targets):
         losses={"energy": 1.0, "force": 1.0, "eigenvector": 0.1},
         train={"epochs": 20, "lr": 3e-3, "batch_size": 6, "valid_fraction": 0.2, "checkpoint_every": 5},
         iterate={"iterations": 1, "epochs": [20], "check_sample": 2},
-        scf={"threads_per_worker": 1},
+        scf={"threads_per_worker": 1, "density_fit": True},
     )
     assert main(["iterate", str(cfg), "--no-progress"]) == 0
     run = tmp_path / "run"
     model = load_model(run / "model.pt")
     assert model.kind == "e3" and model.projector.blocks == "atom" and model.settings["trained"]
+    assert model.settings["density_fit"] and LabelStore(run / "iter.01" / "base.h5").metadata["density_fit"]
     history = model.settings["training"]["history"]
     assert history[-1]["train"]["loss"] < 0.8 * history[0]["train"]["loss"]
     reports = [json.loads((run / f"iter.{k:02d}" / "report.json").read_text()) for k in range(2)]
@@ -406,7 +409,7 @@ def test_iterate_train_and_scf_with_the_e3_model(tmp_path, small_targets):
         main(["scf", str(WATER / "6PR.xyz"), "--model", str(run / "model.pt"), "--forces", "--output", str(out)]) == 0
     )
     record = json.loads(out.read_text())  # one structure: one object
-    assert record["converged"] and record["e_delta"] != 0
+    assert record["converged"] and record["e_delta"] != 0 and record["density_fit"]
 
 
 def test_train_seeds_make_a_committee(tmp_path, small_targets):

@@ -5,12 +5,15 @@
 # data/train/checkpoints/descriptor_study/, so no study rerun is needed); then evaluated held out on the
 # thermal frames and liquid cuts of 2-12 waters and the BEGDB minima, as the shipped stage 3 was. Resumable;
 # committed checkpoints (data/train/checkpoints/) are copied into labels/ first.
+# The base SCF is density-fitted (PBE-DF; the model records it), so the evaluations compute PBE-DF base stores
+# of the held-out frames (labels/pbe_df_*.h5) instead of reusing the plain-PBE ones of stages 2-6.
 # Cost on 2 idle cores (estimated from stage 6's and the study's passes, not yet run through): each SCF pass
-# with forces on the 470 structures 3-4 h (the 11-12-water frames ~4 min each), each 200-epoch warm start
-# ~30-40 min, five passes and four trainings ~20 h in all; the held-out evaluations ~2 h.
+# with forces on the 470 structures ~2-3 h (PBE-DF with forces: 66 s at 8 waters, 166 s at 12, against 91 and
+# 327 s for plain PBE), each 200-epoch warm start ~30-40 min, five passes and four trainings ~15 h in all; the
+# held-out evaluations, base stores included, ~4 h.
 set -euo pipefail
 . "$(dirname "$0")/stage_env.sh"
-unpack_archives hse06_ccpvdz_df hse06_thermal_train_df hse06_thermal_heldout_df pbe_thermal_heldout pbe_begdb
+unpack_archives hse06_ccpvdz_df hse06_thermal_train_df hse06_thermal_heldout_df
 # 1. iterate from the study's model (labels/descriptor_study/iterate_mlp_coupled_200x3/model.pt)
 deepks-es iterate data/train/pbe_hse06_water_stage7.yaml --no-progress
 # 2. held out, self-consistent with forces, against HSE06-DF: thermal frames of 2-10 waters (the README rows),
@@ -18,10 +21,10 @@ deepks-es iterate data/train/pbe_hse06_water_stage7.yaml --no-progress
 M=labels/default_model_stage7/model.pt
 W=../shared/data/water
 T=data/train/thermal/heldout
-deepks-es eval $M labels/hse06_thermal_heldout_df.h5 --base labels/pbe_thermal_heldout.h5 \
+deepks-es eval $M labels/hse06_thermal_heldout_df.h5 --base labels/pbe_df_thermal_heldout.h5 \
   --out labels/eval_thermal_stage7 --no-progress --frames "${HELDOUT_2_10[@]}"
-deepks-es eval $M labels/hse06_thermal_heldout_df.h5 --base labels/pbe_thermal_heldout.h5 \
+deepks-es eval $M labels/hse06_thermal_heldout_df.h5 --base labels/pbe_df_thermal_heldout.h5 \
   --out labels/eval_thermal_n11_n20_stage7 --no-progress \
   --frames $T/thermal_n1[1-6].xyz $T/liquid_cut_n1[2-9].xyz $T/liquid_cut_n20.xyz
-deepks-es eval $M labels/hse06_ccpvdz_df.h5 --base labels/pbe_begdb.h5 \
+deepks-es eval $M labels/hse06_ccpvdz_df.h5 --base labels/pbe_df_begdb.h5 \
   --frames $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --out labels/eval_begdb_stage7 --no-progress

@@ -30,8 +30,8 @@ def run(args) -> int:
     from ..output import check_output_path, output_format, summary, to_record, write_records
     from ..structures import frame_to_mol, read_frames
 
-    settings = from_args(SCFSettings, args)
     model, model_name, basis, xc = resolve_level(args.model, args.basis, args.xc)
+    settings = from_args(SCFSettings, args).for_model(model)
     if args.output:  # refuse an unknown suffix or an unwritable path before any compute
         output_format(args.output)
         check_output_path(args.output, "--output", inputs=args.inputs)
@@ -48,10 +48,11 @@ def run(args) -> int:
         "xc": xc,
         "density_fit": settings.density_fit,
     }
+    base = f"{xc}{' (density fitting)' if settings.density_fit else ''}"
     if model is None:
-        print(f"method: {xc} / {basis} (no correction)")
+        print(f"method: {base} / {basis} (no correction)")
     else:
-        print(f"method: {xc} + DeePKS / {basis}   model: {model_name}  sha256 {meta['model_sha256'][:16]}")
+        print(f"method: {base} + DeePKS / {basis}   model: {model_name}  sha256 {meta['model_sha256'][:16]}")
         if not meta["model_trained"]:
             print(f"WARNING: this model is UNTRAINED ({model.settings.get('description')})")
     records, failed = [], 0
