@@ -33,6 +33,7 @@ import numpy as np
 
 from deepks_es.dataset import geometry_key, structure_keys
 from deepks_es.evaluate import waters
+from deepks_es.model import load_model
 from deepks_es.output import KCAL_PER_MOL_PER_HARTREE
 from deepks_es.settings import SCFSettings
 from deepks_es.store import LabelStore
@@ -87,10 +88,11 @@ def main(argv=None) -> int:
     target_scf = SCFSettings(density_fit=meta["density_fit"], grid_level=meta["grid_level"], conv_tol=meta["conv_tol"])
     args.out.mkdir(parents=True, exist_ok=True)
     common = dict(basis=meta["basis"], progress=False)
+    base_scf = SCFSettings().for_model(load_model(model))  # PBE on the model's base, as deepks-es eval runs it
     stores = {
         "target": run_labels(every, args.out / f"{meta['method']}.h5", meta["method"], scf=target_scf, **common),
-        "PBE": run_labels(every, args.out / "pbe.h5", "pbe", scf=SCFSettings(), **common),
-        "DeePKS": run_labels(every, args.out / f"deepks_{sha}.h5", "deepks", model, scf=SCFSettings(), **common),
+        "PBE": run_labels(every, args.out / "pbe.h5", "pbe", scf=base_scf, **common),
+        "DeePKS": run_labels(every, args.out / f"deepks_{sha}.h5", "deepks", model, scf=base_scf, **common),
     }
     energy = {name: {geometry_key(r): r["e_tot"] for r in s.records(matrices=False)} for name, s in stores.items()}
     rows = []
