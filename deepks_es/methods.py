@@ -74,13 +74,15 @@ class LabelSpec:
 
     def validate(self, name=flag) -> LabelSpec:
         """Check the combination and settings and load every model once (hash check, basis and base
-        functional) before any compute.
+        functional) before any compute; decide ``scf.density_fit`` when not given (as the models were
+        trained: :meth:`~deepks_es.settings.SCFSettings.for_model`; off for the other methods).
 
         Raises:
             DeePKSInputError: unknown method, matrices or --frozen-core with a method that has none, a
                 non-positive --max-memory-mb, a model
                 given for a method other than deepks, a bad model file or one for another basis, a
-                committee of models for different base functionals, a setting out of range.
+                committee of models for different base functionals, or trained with and without density
+                fitting while ``scf.density_fit`` is not given, a setting out of range.
         """
         from .model import load_model
 
