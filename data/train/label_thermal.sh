@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Recipe of data/train/labels/*.npz: run from anywhere; rerun after a kill (finished frames are skipped).
 # Cost on 2 idle cores: n = 1-6 training frames (72) took 1.0 h while sharing the CPU; the whole list ~8 h.
-# HSE06/cc-pVDZ (DF) labels of the thermal and liquid-cut clusters, cheapest first (resumable). The committed
+# HSE06/cc-pVDZ (DF) labels of the thermal and liquid-cut clusters, cheapest first, then the WATER27 (H2O)20
+# minima (resumable). The committed
 # archives are unpacked into labels/ first, so that the frames they hold are not recomputed.
 . "$(dirname "$0")/stage_env.sh"
 unpack_archives hse06_thermal_train_df hse06_thermal_heldout_df
@@ -23,4 +24,8 @@ ho $T/heldout/thermal_n1[1-2].xyz $T/heldout/liquid_cut_n12.xyz
 # the held-out 13-20-water frames before the training ones: the 12-20 evaluation needs them
 ho $T/heldout/thermal_n1[3-6].xyz $T/heldout/liquid_cut_n1[3-9].xyz $T/heldout/liquid_cut_n20.xyz
 tr $T/train/thermal_n1[3-6].xyz $T/train/liquid_cut_n1[3-6].xyz
+# the four WATER27 (H2O)20 minima, held out (issue #12's evaluation; ~15 min each)
+unpack_archives hse06_water27_df
+deepks-es label ../shared/data/water/water27_gmtkn55_kaplan2024/neutral/H2O20*.xyz --method hse06 --forces \
+  --density-fit --store labels/hse06_water27_df.h5 --no-progress
 echo "labels done; pack them: python data/train/pack_labels.py pack labels/S.h5 data/train/labels/S.npz"
