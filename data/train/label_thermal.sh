@@ -2,8 +2,8 @@
 # Recipe of data/train/labels/*.npz: run from anywhere; rerun after a kill (finished frames are skipped).
 # Cost on 2 idle cores: n = 1-6 training frames (72) took 1.0 h while sharing the CPU; the whole list ~8 h.
 # HSE06/cc-pVDZ (DF) labels of the thermal and liquid-cut clusters, cheapest first, then the WATER27 (H2O)20
-# minima (resumable). The committed
-# archives are unpacked into labels/ first, so that the frames they hold are not recomputed.
+# minima (resumable). The committed archives are unpacked into labels/ first, so that the frames they hold are
+# not recomputed.
 . "$(dirname "$0")/stage_env.sh"
 unpack_archives hse06_thermal_train_df hse06_thermal_heldout_df
 T=data/train/thermal
