@@ -216,8 +216,9 @@ class IterateSettings(_Settings):
         1.0,
         FACTOR,
         "factor on train.lr and train.lr_final when a model is warm-started (iteration k >= 1, or from "
-        "init_model): a trained model needs smaller steps than a new one (0.3; the epoch-1 loss spike left is "
-        "transient, README 'The coupled descriptor through iterations')",
+        "init_model): a trained model needs smaller steps than a new one (0.3 from a model fitted at another "
+        "density; 0.01 from a self-consistent one, where larger steps only make it worse at first: README "
+        "'Warm starts')",
     )
 
 

@@ -181,11 +181,14 @@ def train(
 
     At the end the model gets the weights of the logged epoch with the lowest validation loss (training
     loss without a validation set): Adam on these losses shows occasional spikes (a 1000-fold loss jump
-    at epoch 300 of 500 was seen), and the last epoch may fall on one.
+    at epoch 300 of 500 was seen), and the last epoch may fall on one. Epoch 0, the starting weights (after
+    the prefit or the energy-shift refit), is logged and can be kept: a warm start of a converged model
+    can make it worse in its first epochs (Adam moves every parameter by about the learning rate at first,
+    whatever its gradient; stage 7's first warm start went from validation loss 2.8e-6 to 1.7e-5).
 
     Returns:
-        the history: one dict per logged epoch (``epoch``, ``lr``, ``wall_s``, ``train``/``valid`` from
-        :func:`evaluate`); the kept epoch has ``"kept": True``.
+        the history: one dict per logged epoch, from epoch 0 (``epoch``, ``lr`` of the next epoch,
+        ``wall_s``, ``train``/``valid`` from :func:`evaluate`); the kept epoch has ``"kept": True``.
     """
     from tqdm import tqdm
 
@@ -232,10 +235,54 @@ def train(
             shifts = ", ".join(f"Z={z} {x * 1e3:+.3f} mEh" for z, x in zip(model.elements, change))
             log(f"energy shift refitted to the targets: {shifts}")
         init = {n: p.detach().clone() for n, p in params.items() if n != "e_shift"} if opts.l2_init > 0 else {}
+    t0 = time.perf_counter()
+
+    def log_epoch(epoch: int):
+        """Evaluate and log the weights after ``epoch`` epochs (0: the starting weights), keep the best,
+        write the checkpoint."""
+        nonlocal best
+        model.eval()
+        entry = {
+            "epoch": epoch,
+            "lr": float(sched.get_last_lr()[0]),
+            "wall_s": time.perf_counter() - t0,
+            "train": evaluate(model, batches, weights, losses.n_virt, losses.skip_core),
+        }
+        if valid:
+            entry["valid"] = evaluate(model, valid, weights, losses.n_virt, losses.skip_core)
+        model.train()
+        history.append(entry)
+        v = entry.get("valid", entry["train"])
+        if best is None or v["loss"] < best["loss"]:
+            best = {"epoch": epoch, "loss": v["loss"], "model": copy.deepcopy(model.state_dict())}
+        line = (
+            f"epoch {epoch}: loss train {entry['train']['loss']:.3e}"
+            + (f" valid {entry['valid']['loss']:.3e}" if valid else "")
+            + f", energy MAE {v['energy_mae_kcal']:.3f} kcal/mol"
+            + (f", force RMSE {v['force_rmse_ev_ang']:.4f} eV/A" if "force_rmse_ev_ang" in v else "")
+            + (f", eig RMSE {v['eig_rmse_ev']:.4f} eV" if "eig_rmse_ev" in v else "")
+        )
+        bar.write(line) if progress else log(line)
+        if checkpoint is not None:
+            state = {
+                "model": model.state_dict(),
+                "optim": optim.state_dict(),
+                "sched": sched.state_dict(),
+                "history": history,
+                "epoch": epoch,
+                "best": best,
+                "init": init,
+                "settings": fingerprint,
+            }
+            _save_state(checkpoint, state)
+
     rng = np.random.default_rng(seed + start)
     ntrain = sum(len(b) for b in batches)
-    t0 = time.perf_counter()
     bar = tqdm(range(start, opts.epochs), desc="training", unit="epoch", disable=not progress)
+    if start == 0:
+        # the starting weights are a candidate too: a warm start whose first steps only make the model worse
+        # at its own densities (Adam's first steps are ~lr per parameter, whatever the gradient) keeps them
+        log_epoch(0)
     model.train()
     for epoch in bar:
         for i in rng.permutation(len(batches)):
@@ -248,42 +295,8 @@ def train(
             loss.backward()
             optim.step()
         sched.step()
-        last = epoch + 1 == opts.epochs
-        if (epoch + 1) % opts.checkpoint_every == 0 or last or epoch == start:
-            model.eval()
-            entry = {
-                "epoch": epoch + 1,
-                "lr": float(sched.get_last_lr()[0]),
-                "wall_s": time.perf_counter() - t0,
-                "train": evaluate(model, batches, weights, losses.n_virt, losses.skip_core),
-            }
-            if valid:
-                entry["valid"] = evaluate(model, valid, weights, losses.n_virt, losses.skip_core)
-            model.train()
-            history.append(entry)
-            v = entry.get("valid", entry["train"])
-            if best is None or v["loss"] < best["loss"]:
-                best = {"epoch": epoch + 1, "loss": v["loss"], "model": copy.deepcopy(model.state_dict())}
-            line = (
-                f"epoch {epoch + 1}: loss train {entry['train']['loss']:.3e}"
-                + (f" valid {entry['valid']['loss']:.3e}" if valid else "")
-                + f", energy MAE {v['energy_mae_kcal']:.3f} kcal/mol"
-                + (f", force RMSE {v['force_rmse_ev_ang']:.4f} eV/A" if "force_rmse_ev_ang" in v else "")
-                + (f", eig RMSE {v['eig_rmse_ev']:.4f} eV" if "eig_rmse_ev" in v else "")
-            )
-            bar.write(line) if progress else log(line)
-            if checkpoint is not None:
-                state = {
-                    "model": model.state_dict(),
-                    "optim": optim.state_dict(),
-                    "sched": sched.state_dict(),
-                    "history": history,
-                    "epoch": epoch + 1,
-                    "best": best,
-                    "init": init,
-                    "settings": fingerprint,
-                }
-                _save_state(checkpoint, state)
+        if (epoch + 1) % opts.checkpoint_every == 0 or epoch + 1 == opts.epochs or epoch == start:
+            log_epoch(epoch + 1)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(True)

@@ -304,8 +304,9 @@ def test_iterate_end_to_end_and_resume(tmp_path, small_targets, capsys):
     # a new model is prefitted (iteration 0); the warm start of iteration 1 refits the energy shift at its density
     assert capsys.readouterr().out.count("energy shift refitted") == 1
     run = tmp_path / "run"
-    # iteration 1 warm-starts from model 0 at restart_lr x the learning rate (after its first epoch's decay)
-    first_lr = [load_model(run / f"iter.{k:02d}" / "model.pt").settings["training"]["history"][0]["lr"] for k in (0, 1)]
+    # iteration 1 warm-starts from model 0 at restart_lr x the learning rate (after its first epoch's decay;
+    # history[0] is epoch 0, the starting weights)
+    first_lr = [load_model(run / f"iter.{k:02d}" / "model.pt").settings["training"]["history"][1]["lr"] for k in (0, 1)]
     assert first_lr[0] == pytest.approx(3e-4 * (1e-5 / 3e-4) ** (1 / 29), rel=1e-9)
     assert first_lr[1] == pytest.approx(0.5 * 3e-4 * (1e-5 / 3e-4) ** (1 / 9), rel=1e-9)
     reports = [json.loads((run / f"iter.{k:02d}" / "report.json").read_text()) for k in range(3)]
@@ -628,6 +629,31 @@ def test_training_keeps_the_best_logged_weights(stores):
     assert now == pytest.approx(min(losses), rel=1e-12)
 
 
+def test_a_warm_start_that_only_makes_the_model_worse_keeps_the_starting_weights(stores):
+    """Epoch 0 (the starting weights) is logged and kept when every later logged epoch is worse: a warm
+    start of a trained model never leaves it worse at its own densities (stage 7's first warm start at
+    restart_lr 0.3 went from validation loss 2.8e-6 to 1.7e-5 in one epoch)."""
+    import copy
+
+    from deepks_es.settings import LossSettings, TrainSettings
+    from deepks_es.train import train
+
+    frames, _ = load_frames(stores["pbe"], stores["hse06"])
+    model = random_model(seed=5, scale=0.02)
+    losses = LossSettings(energy=1.0, force=1.0, hamiltonian=0.0, eigenvalue=0.0, gap=0.0, eigenvector=0.0)
+    fit = TrainSettings(epochs=40, lr=1e-3, lr_final=1e-4, batch_size=2, checkpoint_every=40)
+    train(model, frames, [], fit, losses, log=lambda s: None, progress=False)
+    start = copy.deepcopy(model.state_dict())
+    # the warm start: no prefit, the energy shift kept, steps far too large for a trained model
+    warm = TrainSettings(
+        epochs=3, lr=0.05, lr_final=0.05, batch_size=1, checkpoint_every=1, prefit=False, refit_e_shift=False
+    )
+    history = train(model, frames, [], warm, losses, log=lambda s: None, progress=False)
+    assert history[0]["epoch"] == 0 and min(e["train"]["loss"] for e in history[1:]) > history[0]["train"]["loss"]
+    assert [e["epoch"] for e in history if e["kept"]] == [0]
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+
+
 def test_learning_rate_warmup(stores):
     """warmup_epochs ramps the learning rate linearly, then it decays exponentially to lr_final."""
     from deepks_es.settings import LossSettings, TrainSettings
@@ -637,7 +663,7 @@ def test_learning_rate_warmup(stores):
     opts = TrainSettings(epochs=6, lr=1e-3, lr_final=1e-4, warmup_epochs=4, batch_size=4, checkpoint_every=1)
     history = train(random_model(seed=6), frames, [], opts, LossSettings(), log=lambda s: None, progress=False)
     gamma = 0.1 ** (1 / 5)
-    expected = [1e-3 * gamma**e * min(1.0, (e + 1) / 4) for e in range(1, 7)]  # the lr of the next epoch
+    expected = [1e-3 * gamma**e * min(1.0, (e + 1) / 4) for e in range(0, 7)]  # the lr of the next epoch
     np.testing.assert_allclose([h["lr"] for h in history], expected, rtol=1e-12)
 
 
@@ -762,6 +788,6 @@ def test_checkpoint_resumes_only_the_same_settings(stores, tmp_path):
 
     run(2)
     history = run(2)  # the same run again: nothing left to do, its history comes back
-    assert [e["epoch"] for e in history] == [1, 2] and not any("starts over" in s for s in lines)
+    assert [e["epoch"] for e in history] == [0, 1, 2] and not any("starts over" in s for s in lines)
     history = run(3)  # another schedule: a new run
-    assert any("starts over" in s for s in lines) and [e["epoch"] for e in history] == [1, 2, 3]
+    assert any("starts over" in s for s in lines) and [e["epoch"] for e in history] == [0, 1, 2, 3]
