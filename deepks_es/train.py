@@ -279,7 +279,7 @@ def train(
     rng = np.random.default_rng(seed + start)
     ntrain = sum(len(b) for b in batches)
     bar = tqdm(range(start, opts.epochs), desc="training", unit="epoch", disable=not progress)
-    if start == 0:
+    if not history:  # a new run (a resumed one has logged its epoch 0)
         # the starting weights are a candidate too: a warm start whose first steps only make the model worse
         # at its own densities (Adam's first steps are ~lr per parameter, whatever the gradient) keeps them
         log_epoch(0)
