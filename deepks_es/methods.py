@@ -325,14 +325,22 @@ def _committee(records: list) -> dict:
 
 
 def _guess_dm(guess: tuple[str, str], nao: int):
-    """The stored density matrix ``guess`` = (store path, record key) names, or None when it is not there
-    or not (nao, nao)."""
+    """The density matrix (nao, nao) of the record ``guess`` = (store path, record key) names: its stored
+    ``dm``, or else sum_i n_i C_i C_i^T over the occupied orbitals of its ``mo_coeff`` (a packed label
+    archive keeps only those and a few virtuals, float32); None when the record, or both, are not there, or
+    not of ``nao`` basis functions."""
     from .store import LabelStore
 
     try:
-        dm = LabelStore(guess[0]).read(guess[1])["dm"]
+        rec = LabelStore(guess[0]).read(guess[1])
     except (KeyError, DeePKSInputError):
         return None
+    dm = rec["dm"]
+    if dm is None and rec["mo_coeff"] is not None and rec["mo_occ"] is not None:
+        occupied = np.flatnonzero(rec["mo_occ"] > 0)
+        if occupied.size and occupied[-1] < rec["mo_coeff"].shape[1]:
+            c = np.asarray(rec["mo_coeff"][:, occupied], dtype=float)
+            dm = (c * rec["mo_occ"][occupied]) @ c.T
     return dm if dm is not None and dm.shape == (nao, nao) else None
 
 

@@ -6,7 +6,7 @@ k = 0 .. N, in ``workdir/iter.kk/``:
     base.h5     SCF + forces + matrices on the training structures with model k-1 (plain PBE for k = 0),
                 through the batch labeller (:func:`deepks_es.engine.run_batch`), each SCF started from
                 the frame's density in iter.(k-1)/base.h5 (for k = 0: in the config's ``init_density``
-                store, if given; fewer cycles; the convergence check below
+                store, if given; else its target label's density; fewer cycles; the convergence check below
                 and ``deepks-es eval`` start from PySCF's guess, as users do); frames whose SCF does not
                 converge after the retry ladder are dropped from this iteration and listed in the report
     model.pt    trained on (base.h5, targets), warm-started from model k-1 (k < N only)
@@ -237,15 +237,17 @@ def run_labels(frames, store_path, method: str, model_path=None, progress=True, 
     return store
 
 
-def _label(frames, cfg: Config, store_path: Path, model_path, log, progress, previous=None, response=True):
+def _label(frames, cfg: Config, store_path: Path, model_path, log, progress, starts=(), response=True):
     """SCF with forces and matrices (and, with losses.level_response and ``response``, the levels'
     response): plain base functional, or deepks with ``model_path``; each SCF starts from the converged
-    density of the same structure in the store ``previous`` (the last iteration's base) where it has one."""
+    density of the same structure in the last of the stores ``starts`` that has one (those missing here
+    are skipped), else from PySCF's guess."""
     from .store import LabelStore
 
-    guesses = None
-    if previous is not None and previous.is_file():
-        guesses = {geometry_key(r): (str(previous), r["key"]) for r in LabelStore(previous).records(matrices=False)}
+    guesses = {}
+    for path in (Path(p) for p in starts if p):
+        if path.is_file():
+            guesses.update({geometry_key(r): (str(path), r["key"]) for r in LabelStore(path).records(matrices=False)})
     method = "deepks" if model_path else cfg.xc.lower()
     spec = dict(
         basis=cfg.basis,
@@ -316,8 +318,10 @@ def run_iterate(cfg: Config, log=print, progress=True, stop_after: int | None = 
         log(f"iteration {k}: SCF with {who} on {len(frames)} structures with target labels")
         previous = workdir / f"iter.{k - 1:02d}" / "base.h5" if k else cfg.init_density and Path(cfg.init_density)
         if previous and not previous.is_file():
-            log(f"iteration {k}: no densities to start from in {previous} (not stored here); PySCF's guess")
-        base = _label(frames, cfg, d / "base.h5", model_path, log, progress, previous)
+            log(f"iteration {k}: no densities to start from in {previous} (not stored here); the targets'")
+        # the target label's density where the last iteration's is missing (a new machine): the model is
+        # trained to reproduce it, so it is nearly as close as the last iteration's
+        base = _label(frames, cfg, d / "base.h5", model_path, log, progress, [*cfg.target, previous])
         every = all_records(base)
         rate, dropped = convergence(every)
         records = base.records(matrices=False)

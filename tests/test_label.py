@@ -319,7 +319,8 @@ def test_correction_keeps_worker_thread_count():
 def test_scf_started_from_a_stored_density(tmp_path):
     """iterate's warm start: the SCF of a frame started from a stored converged density (another model's
     here, as iteration k starts from iteration k-1's) reaches the same energy, forces and orbitals in fewer
-    cycles; a guess record that is missing or of another basis falls back to PySCF's guess."""
+    cycles; a guess record that is missing or of another basis falls back to PySCF's guess, and one without
+    ``dm`` (a packed label archive's) gives the density of its occupied ``mo_coeff``."""
     from deepks_es.methods import _guess_dm
     from deepks_es.settings import SCFSettings
     from deepks_es.store import geometry_key
@@ -346,4 +347,12 @@ def test_scf_started_from_a_stored_density(tmp_path):
     mol = frame_to_mol(frames[0], "cc-pVDZ")  # another basis: the sto-3g density is not used
     assert _guess_dm((str(first.path), sto3g_key), mol.nao) is None
     assert _guess_dm((str(first.path), "0" * 40), 14) is None
-    assert _guess_dm((str(first.path), sto3g_key), 14).shape == (14, 14)
+    dm = _guess_dm((str(first.path), sto3g_key), 14)
+    assert dm.shape == (14, 14)
+    # as pack_labels.py archives it: no dm, the occupied + 1 virtual orbitals in float32
+    rec = first.read(sto3g_key)
+    nocc = int((rec["mo_occ"] > 0).sum())
+    rec.update(dm=None, fock=None, ovlp=None, mo_coeff=rec["mo_coeff"][:, : nocc + 1].astype(np.float32))
+    packed = LabelStore(tmp_path / "packed.h5", metadata=first.metadata)
+    packed.write(rec)
+    np.testing.assert_allclose(_guess_dm((str(packed.path), sto3g_key), 14), dm, atol=1e-6)
