@@ -349,9 +349,9 @@ def label_frame(frame, key: str, spec: LabelSpec, guess: tuple[str, str] | None 
     the traceback), with ``e_tot = nan`` and ``converged = False``.
 
     ``guess``: (label store path, record key) of a converged record of the same structure and basis with
-    matrices; its ``dm`` starts a Kohn-Sham SCF (iterate: model k's SCF starts from model k-1's density,
-    which converges in fewer cycles to the same solution). Ignored for coupled cluster and when the
-    record is missing or of another size."""
+    matrices; its density (:func:`_guess_dm`) starts a Kohn-Sham SCF (iterate: model k's SCF starts from
+    model k-1's density, which converges in fewer cycles to the same solution). Ignored for coupled cluster
+    and when the record is missing or of another size."""
     from pyscf import lib
 
     from .structures import frame_to_mol
