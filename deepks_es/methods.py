@@ -335,12 +335,13 @@ def _guess_dm(guess: tuple[str, str], nao: int):
         rec = LabelStore(guess[0]).read(guess[1])
     except (KeyError, DeePKSInputError):
         return None
-    dm = rec["dm"]
-    if dm is None and rec["mo_coeff"] is not None and rec["mo_occ"] is not None:
-        occupied = np.flatnonzero(rec["mo_occ"] > 0)
-        if occupied.size and occupied[-1] < rec["mo_coeff"].shape[1]:
-            c = np.asarray(rec["mo_coeff"][:, occupied], dtype=float)
-            dm = (c * rec["mo_occ"][occupied]) @ c.T
+    dm, mo_coeff, mo_occ = rec["dm"], rec["mo_coeff"], rec["mo_occ"]
+    if dm is None and mo_coeff is not None and mo_occ is not None:
+        ncol = mo_coeff.shape[1]  # every occupied orbital must be among the stored columns
+        if (mo_occ[:ncol] > 0).any() and not (mo_occ[ncol:] > 0).any():
+            from pyscf.scf import hf
+
+            dm = hf.make_rdm1(np.asarray(mo_coeff, dtype=float), mo_occ[:ncol])
     return dm if dm is not None and dm.shape == (nao, nao) else None
 
 
