@@ -17,14 +17,15 @@ unpack_archives hse06_ccpvdz_df hse06_thermal_train_df hse06_thermal_heldout_df
 # 1. iterate from the study's model (labels/descriptor_study/iterate_mlp_coupled_200x3/model.pt)
 deepks-es iterate data/train/pbe_hse06_water_stage7.yaml --no-progress
 # 2. held out, self-consistent with forces, against HSE06-DF: thermal frames of 2-10 waters (the README rows),
-#    thermal frames and liquid cuts of 11-20 waters (those labelled by label_thermal.sh), the 38 BEGDB minima
+#    the 38 BEGDB minima, thermal frames and liquid cuts of 11-20 waters (those labelled by
+#    label_thermal.sh; the longest, last)
 M=labels/default_model_stage7/model.pt
 W=../shared/data/water
 T=data/train/thermal/heldout
 deepks-es eval $M labels/hse06_thermal_heldout_df.h5 --base labels/pbe_df_thermal_heldout.h5 \
   --out labels/eval_thermal_stage7 --no-progress --frames "${HELDOUT_2_10[@]}"
+deepks-es eval $M labels/hse06_ccpvdz_df.h5 --base labels/pbe_df_begdb.h5 \
+  --frames $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --out labels/eval_begdb_stage7 --no-progress
 deepks-es eval $M labels/hse06_thermal_heldout_df.h5 --base labels/pbe_df_thermal_heldout.h5 \
   --out labels/eval_thermal_n11_n20_stage7 --no-progress \
   --frames $T/thermal_n1[1-6].xyz $T/liquid_cut_n1[2-9].xyz $T/liquid_cut_n20.xyz
-deepks-es eval $M labels/hse06_ccpvdz_df.h5 --base labels/pbe_df_begdb.h5 \
-  --frames $W/begdb_water_clusters_kaplan2024/clusters/[0-9]*.xyz --out labels/eval_begdb_stage7 --no-progress
