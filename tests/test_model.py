@@ -66,7 +66,7 @@ def test_default_model_is_trained_pbe_to_hse06():
     model = load_model()
     assert default_model_path().is_file()
     assert model.settings["trained"] and model.settings["basis"] == "cc-pVDZ" and model.settings["xc"] == "PBE"
-    assert model.kind == "mlp" and model.projector.nproj == 108
+    assert model.kind == "mlp_coupled" and model.projector.nproj == 108 and model.settings["density_fit"]
     training = model.settings["training"]
     assert training["config"]["losses"]["force"] > 0 and training["history"]
 

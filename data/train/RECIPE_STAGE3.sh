@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage 3 of the default model (issue #12), shipped as data/default_model.pt: the wider mlp (200x200x200) iterated to self-consistency on
+# Stage 3 of the default model (issue #12), shipped as data/default_model.pt 2026-12-05 to 12-07: the wider mlp (200x200x200) iterated to self-consistency on
 # stage 2's 417 structures and targets (config data/train/pbe_hse06_water_wide.yaml), then evaluated held
 # out like stage 2. Needs RECIPE_STAGE2.sh's outputs (the unpacked targets, labels/default_model_thermal).
 # Resumable; committed checkpoints (data/train/checkpoints/) are copied into labels/ first, so a new
@@ -17,7 +17,6 @@ python data/train/fixed_density_study.py --variants "scratch, mlp 200x3, 1000 ep
 deepks-es iterate data/train/pbe_hse06_water_wide.yaml --no-progress
 # the shipped model is wide model 1 (trained in iteration 1; iteration 2 is its pass on the training set)
 M=labels/default_model_wide/iter.01/model.pt
-cp $M data/default_model.pt
 # 3. held out, self-consistent with forces, against HSE06-DF (the PBE base store: RECIPE_STAGE2.sh step 3)
 deepks-es eval $M labels/hse06_thermal_heldout_df.h5 \
   --base labels/pbe_thermal_heldout.h5 --out labels/eval_thermal_wide1 --no-progress \

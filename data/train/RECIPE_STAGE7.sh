@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stage 7 of the default model (issue #12; config data/train/pbe_hse06_water_stage7.yaml): the coupled
+# Stage 7 of the default model (issue #12; config data/train/pbe_hse06_water_stage7.yaml), shipped as
+# data/default_model.pt since 2026-12-07 (its model 3, the final model of the run): the coupled
 # descriptor (mlp_coupled 200x3) iterated four times on stage 6's structures plus the 11-12-water training
 # frames (470 structures of 1-12 waters), from the descriptor study's iterated model (committed in
 # data/train/checkpoints/descriptor_study/, so no study rerun is needed); then evaluated held out on the
@@ -7,16 +8,21 @@
 # committed checkpoints (data/train/checkpoints/) are copied into labels/ first.
 # The base SCF is density-fitted (PBE-DF; the model records it), so the evaluations compute PBE-DF base stores
 # of the held-out frames (labels/pbe_df_*.h5) instead of reusing the plain-PBE ones of stages 2-6.
-# Cost on 2 idle cores (estimated from stage 6's and the study's passes, not yet run through): each SCF pass
-# with forces on the 470 structures ~2-3 h (PBE-DF with forces: 66 s at 8 waters, 166 s at 12, against 91 and
-# 327 s for plain PBE), each 200-epoch warm start ~30-40 min, five passes and four trainings ~15 h in all; the
-# held-out evaluations, base stores included, ~4 h.
+# Cost on 2 idle cores (measured 2026-12-07, PBE-DF with forces: 66 s at 8 waters, 166 s at 12): the five SCF
+# passes on the 470 structures 181.5, 130.0, 95.0, 84.6 and 76.4 min (each from the previous pass's densities),
+# the four 200-epoch warm starts 40-45 min each, ~13 h in all; the thermal 2-10-water evaluation ~30 min with its
+# PBE-DF base store, all held-out evaluations ~4 h (estimated).
 set -euo pipefail
 . "$(dirname "$0")/stage_env.sh"
 unpack_archives hse06_ccpvdz_df hse06_thermal_train_df hse06_thermal_heldout_df
-# 1. iterate from the study's model (labels/descriptor_study/iterate_mlp_coupled_200x3/model.pt)
+# 1. the start: the descriptor study's iterated mlp_coupled (labels/descriptor_study/iterate_mlp_coupled_200x3/
+#    model.pt; the committed checkpoint makes this a no-op, without it ~2 h on 2 cores)
+[ -f labels/descriptor_study/iterate_mlp_coupled_200x3/model.pt ] ||
+  python data/train/descriptor_study.py --variants "mlp_coupled 200x3" --iterate
+# 2. iterate from it; the final model (model 3) is the shipped default model
 deepks-es iterate data/train/pbe_hse06_water_stage7.yaml --no-progress
-# 2. held out, self-consistent with forces, against HSE06-DF: thermal frames of 2-10 waters (the README rows),
+cp labels/default_model_stage7/model.pt data/default_model.pt
+# 3. held out, self-consistent with forces, against HSE06-DF: thermal frames of 2-10 waters (the README rows),
 #    the 38 BEGDB minima, thermal frames and liquid cuts of 11-20 waters (those labelled by
 #    label_thermal.sh; the longest, last)
 M=labels/default_model_stage7/model.pt
