@@ -35,3 +35,8 @@ deepks-es eval $M labels/hse06_ccpvdz_df.h5 --base labels/pbe_df_begdb.h5 \
 deepks-es eval $M labels/hse06_thermal_heldout_df.h5 --base labels/pbe_df_thermal_heldout.h5 \
   --out labels/eval_thermal_n11_n20_stage7 --no-progress \
   --frames $T/thermal_n1[1-6].xyz $T/liquid_cut_n1[2-9].xyz $T/liquid_cut_n20.xyz
+# 4. the README plot: energy error per water against size, 2-20 waters, thermal frames + liquid cuts and minima
+python data/train/plot_per_water.py docs/stage7_model/energy_per_water_2_20.png \
+  "thermal + liquid cuts=labels/eval_thermal_stage7/eval.json" \
+  "thermal + liquid cuts=labels/eval_thermal_n11_n20_stage7/eval.json" \
+  "BEGDB minima=labels/eval_begdb_stage7/eval.json"
