@@ -15,6 +15,7 @@ import argparse
 import json
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -48,6 +49,7 @@ def main(argv=None) -> None:
         ax.errorbar(x, mean, yerr=spread, fmt="o-", capsize=3, label=label)
     ax.axhspan(-TARGET_KCAL, TARGET_KCAL, color="0.85", zorder=0, label="target ±0.01")
     ax.axhline(0, color="k", lw=0.5)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set(xlabel="waters in cluster", ylabel="mean signed E error per water (kcal/mol)")
     ax.set_title("DeePKS against the eval target, held out", fontsize=10)
     ax.legend(fontsize=8)
