@@ -40,8 +40,14 @@ def main(argv=None) -> None:
         label, sep, path = item.rpartition("=")
         if not sep:
             parser.error(f"{item!r}: give LABEL=EVAL.json")
-        with open(path) as fh:
-            series.setdefault(label, []).append(json.load(fh))
+        try:
+            with open(path) as fh:
+                result = json.load(fh)
+        except (OSError, ValueError) as exc:
+            parser.error(f"{path}: not a readable deepks-es eval result (eval.json): {exc!r}")
+        if not isinstance(result, dict) or "by_size" not in result:
+            parser.error(f"{path}: has no by_size part; give an eval.json that deepks-es eval wrote")
+        series.setdefault(label, []).append(result)
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for shift, (label, results) in enumerate(series.items()):
         sizes, mean, spread = per_water(results)
