@@ -14,7 +14,7 @@
 # PBE-DF base store, all held-out evaluations ~4 h (estimated).
 set -euo pipefail
 . "$(dirname "$0")/stage_env.sh"
-unpack_archives hse06_ccpvdz_df hse06_thermal_train_df hse06_thermal_heldout_df
+unpack_archives hse06_ccpvdz_df hse06_thermal_train_df hse06_thermal_heldout_df hse06_water27_df
 # 1. the start: the descriptor study's iterated mlp_coupled (labels/descriptor_study/iterate_mlp_coupled_200x3/
 #    model.pt; the committed checkpoint makes this a no-op, without it ~2 h on 2 cores)
 [ -f labels/descriptor_study/iterate_mlp_coupled_200x3/model.pt ] ||
@@ -24,7 +24,7 @@ deepks-es iterate data/train/pbe_hse06_water_stage7.yaml --no-progress
 cp labels/default_model_stage7/model.pt data/default_model.pt
 # 3. held out, self-consistent with forces, against HSE06-DF: thermal frames of 2-10 waters (the README rows),
 #    the 38 BEGDB minima, thermal frames and liquid cuts of 11-20 waters (those labelled by
-#    label_thermal.sh; the longest, last)
+#    label_thermal.sh; the longest), the four WATER27 (H2O)20 minima (the committed archive)
 M=labels/default_model_stage7/model.pt
 W=../shared/data/water
 T=data/train/thermal/heldout
@@ -35,8 +35,11 @@ deepks-es eval $M labels/hse06_ccpvdz_df.h5 --base labels/pbe_df_begdb.h5 \
 deepks-es eval $M labels/hse06_thermal_heldout_df.h5 --base labels/pbe_df_thermal_heldout.h5 \
   --out labels/eval_thermal_n11_n20_stage7 --no-progress \
   --frames $T/thermal_n1[1-6].xyz $T/liquid_cut_n1[2-9].xyz $T/liquid_cut_n20.xyz
+deepks-es eval $M labels/hse06_water27_df.h5 --base labels/pbe_df_water27.h5 --out labels/eval_water27_stage7 \
+  --no-progress
 # 4. the README plot: energy error per water against size, 2-20 waters, thermal frames + liquid cuts and minima
 python data/train/plot_per_water.py docs/stage7_model/energy_per_water_2_20.png \
   "thermal + liquid cuts=labels/eval_thermal_stage7/eval.json" \
   "thermal + liquid cuts=labels/eval_thermal_n11_n20_stage7/eval.json" \
-  "BEGDB minima=labels/eval_begdb_stage7/eval.json"
+  "BEGDB minima=labels/eval_begdb_stage7/eval.json" \
+  "WATER27 (H2O)20 minima=labels/eval_water27_stage7/eval.json"
