@@ -31,14 +31,17 @@ OUT = ROOT / "labels" / "fixed_density_study"
 STAGE2 = load_config(ROOT / "data" / "train" / "pbe_hse06_water_thermal.yaml", "iterate")
 LOSSES = asdict(STAGE2.losses)
 TRAIN = asdict(STAGE2.train)
-# iterate's warm start of model 2 (workflow._train_step): iteration 2's epochs, lr and lr_final x restart_lr
-RESTART = STAGE2.iterate.restart_lr
-WARM = {
-    **TRAIN,
-    "epochs": STAGE2.iterate.epochs[2],
-    "lr": TRAIN["lr"] * RESTART,
-    "lr_final": TRAIN["lr_final"] * RESTART,
-}
+
+
+def warm_train(cfg, k: int) -> dict:
+    """The train settings of iterate's warm start of model k (workflow._train_step, first attempt) under the
+    iterate config ``cfg``: iteration k's epochs (``train.epochs`` past the list), lr and lr_final x restart_lr."""
+    train, it = asdict(cfg.train), cfg.iterate
+    epochs = it.epochs[k] if k < len(it.epochs) else train["epochs"]
+    return {**train, "epochs": epochs, "lr": train["lr"] * it.restart_lr, "lr_final": train["lr_final"] * it.restart_lr}
+
+
+WARM = warm_train(STAGE2, 2)  # iterate's warm start of model 2
 SCRATCH = {**TRAIN, "epochs": 300, "lr": 1e-3, "lr_final": 1e-5, "warmup_epochs": 0}
 #: name -> (start from model 1?, model, losses, train settings)
 VARIANTS = {

@@ -16,6 +16,7 @@ Needs stage 4's iteration 0 (``bash data/train/RECIPE_STAGE4.sh``, or its commit
 pass-0 base store). Resumable: each variant trains in labels/level_response_study*/ and is reused when done.
 """
 
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from deepks_es.train import evaluate
 from deepks_es.workflow import split
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+from fixed_density_study import warm_train  # noqa: E402  (iterate's warm-start settings)
+
 STAGE4 = load_config(ROOT / "data" / "train" / "pbe_hse06_water_sc.yaml", "iterate")
 ITER = Path(STAGE4.workdir) / "iter.00"
 OUT = ROOT / "labels" / "level_response_study"
@@ -48,9 +52,7 @@ def train_variant(out: Path, losses: dict) -> Path:
     if (out / "model.pt").is_file():
         return out / "model.pt"
     out.mkdir(parents=True, exist_ok=True)
-    restart = STAGE4.iterate.restart_lr
-    train = asdict(STAGE4.train)
-    train.update(epochs=STAGE4.iterate.epochs[0], lr=train["lr"] * restart, lr_final=train["lr_final"] * restart)
+    train = warm_train(STAGE4, 0)
     config = {
         "workdir": str(out),
         "target": [str(p) for p in STAGE4.target],

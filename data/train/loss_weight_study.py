@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parent))
-from fixed_density_study import print_table, row, train_in  # noqa: E402  (the same table and training)
+from fixed_density_study import print_table, row, train_in, warm_train  # noqa: E402  (the same table and training)
 
 from deepks_es.config import load_config  # noqa: E402
 
@@ -36,13 +36,7 @@ ITER = ROOT / "labels" / "default_model_stage7"
 OUT = ROOT / "labels" / "loss_weight_study"
 STAGE7 = load_config(ROOT / "data" / "train" / "pbe_hse06_water_stage7.yaml", "iterate")
 LOSSES = asdict(STAGE7.losses)
-# iterate's warm start (workflow._train_step): the iteration's epochs, lr and lr_final x restart_lr
-WARM = {
-    **asdict(STAGE7.train),
-    "epochs": STAGE7.iterate.epochs[-1],
-    "lr": STAGE7.train.lr * STAGE7.iterate.restart_lr,
-    "lr_final": STAGE7.train.lr_final * STAGE7.iterate.restart_lr,
-}
+WARM = warm_train(STAGE7, 4)  # what iterate's warm start of a model 4 would use
 #: name -> loss weights
 VARIANTS = {
     "stage 7 weights": LOSSES,
